@@ -1,0 +1,163 @@
+"""Reading and writing registry files.
+
+:func:`read_registry` is the one way the analysis reads a registry: it validates the file
+(:func:`esi.validate.validate_file`), refuses it with every problem listed when it is not
+clean, and returns the typed table. :func:`write_registry` writes the canonical CSV form used
+for the synthetic registry (byte-stable: fixed column order, ``true``/``false``, ISO dates,
+shortest round-trip floats, ``\\n`` line ends). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from esi.schema import SCHEMA
+from esi.validate import Problem, ValidationReport, validate_file
+
+__all__ = ["RegistryError", "read_registry", "write_registry", "atomic_write", "sha256_of"]
+
+
+class RegistryError(ValueError):
+    """A registry file failed validation; ``problems`` lists every problem.
+
+    The message names the file and every problem (file, line, patient, column, value, rule).
+    """
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        self.problems: tuple[Problem, ...] = report.problems
+        lines = [f"{report.file}: {len(report.problems)} problem(s); the registry was not read:"]
+        lines += [f"  {p}" for p in report.problems[:50]]
+        if len(report.problems) > 50:
+            lines.append(f"  ... and {len(report.problems) - 50} more (run `esi validate`)")
+        super().__init__("\n".join(lines))
+
+
+def read_registry(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read and validate a registry file (CSV, Parquet or Excel).
+
+    Parameters
+    ----------
+    path
+        The file; relative paths are resolved from the project root (:func:`esi.paths.resolve`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient, indexed by ``patient_id``, one column per schema column in
+        data-dictionary order: ``Int64`` for integers, ``float64`` for numbers (``NaN`` when
+        missing), nullable ``boolean`` for booleans, ``datetime64`` for dates, ``str`` for
+        text and category codes. ``DataFrame.attrs`` holds ``source`` (the path) and ``sha256``.
+
+    Raises
+    ------
+    RegistryError
+        When the file has any problem; the message lists them all.
+    """
+    from esi.paths import resolve
+
+    p = resolve(path)
+    report = validate_file(p)
+    if not report.ok:
+        raise RegistryError(report)
+    registry = report.registry
+    if registry is None:  # pragma: no cover - a clean report always carries the table
+        raise RuntimeError(f"{report.file}: validated but no table was built")
+    registry.attrs["source"] = str(p)
+    registry.attrs["sha256"] = report.sha256
+    return registry
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in chunks without writing."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator:
+    """Open a temporary file beside ``path``; on success rename it over ``path``.
+
+    An interrupted write leaves ``path`` untouched (the temporary file is removed).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8",
+                                                           "newline": ""})) as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _cell(v: object, dtype: str) -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+        return ""
+    if dtype == "boolean":
+        return "true" if bool(v) else "false"
+    if dtype == "date":
+        return pd.Timestamp(v).date().isoformat()
+    if dtype == "integer":
+        return str(int(v))
+    if dtype == "number":
+        x = float(v)
+        return str(int(x)) if x.is_integer() else repr(round(x, 10))
+    return str(v)
+
+
+def write_registry(registry: pd.DataFrame, path: str | os.PathLike[str],
+                   comment: str | None = None) -> Path:
+    """Write a registry in the canonical CSV form, atomically.
+
+    Parameters
+    ----------
+    registry
+        Indexed by ``patient_id`` with every schema column.
+    path
+        Destination file.
+    comment
+        Text written as leading ``# ...`` lines (e.g. that the data are synthetic); the
+        reader skips them.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    missing = [c for c in SCHEMA if c != "patient_id" and c not in registry.columns]
+    if missing:
+        raise ValueError(f"registry lacks schema column(s): {', '.join(missing)}")
+    out_lines = []
+    if comment:
+        out_lines += [f"# {line}".rstrip() for line in comment.splitlines()]
+    out_lines.append(",".join(SCHEMA))
+    cols = [c for c in SCHEMA if c != "patient_id"]
+    for pid, row in zip(registry.index, registry[cols].itertuples(index=False, name=None),
+                        strict=True):
+        cells = [str(pid)] + [_cell(v, SCHEMA[c].dtype) for c, v in zip(cols, row, strict=True)]
+        out_lines.append(",".join(_quote(c) for c in cells))
+    with atomic_write(path) as fh:
+        fh.write("\n".join(out_lines) + "\n")
+    return Path(path)
+
+
+def _quote(s: str) -> str:
+    if any(ch in s for ch in ',"\n\r'):
+        return '"' + s.replace('"', '""') + '"'
+    return s
