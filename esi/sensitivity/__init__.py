@@ -1,0 +1,1 @@
+"""Sensitivity analyses of the matched comparison (see the submodules)."""
