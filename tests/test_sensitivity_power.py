@@ -1,0 +1,156 @@
+"""Power, precision and equivalence (esi.sensitivity.power) against R.
+
+Reference values: tests/reference/sensitivity/power_reference.csv and tost_reference.csv,
+made by tests/reference/sensitivity/power_reference.R (power.t.test, t.test).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from scipy import stats
+
+from esi.paths import PROJECT_ROOT
+from esi.sensitivity import power as pw
+
+REF_DIR = PROJECT_ROOT / "tests/reference/sensitivity"
+POWER_REF = pd.read_csv(REF_DIR / "power_reference.csv")
+TOST_REF = pd.read_csv(REF_DIR / "tost_reference.csv").set_index("test")
+CASES = np.array([2, 4.5, 0, 3, 6, 1.5, -1, 2.5, 5, 0.5, 3.5, 2, 1, 4])
+CONTROLS = np.array([3, 2.5, 1, 4, 5.5, 2, 0, 3.5, 2, 1.5, 4, 3, 2.5, 2])
+N_SIM = 4000
+
+
+def _ref(quantity, difference=None):
+    rows = POWER_REF.query("quantity == @quantity")
+    if difference is not None:
+        rows = rows[np.isclose(rows["difference"], difference)]
+    return rows["value"].item()
+
+
+def test_published_design_is_read_from_the_paper_targets():
+    design = pw.published_design()
+    assert design == {"n_per_group": 14, "sd_cases": 2.55, "sd_controls": 2.15}
+    with pytest.raises(ValueError, match="timepoint"):
+        pw.published_design(timepoint=8)
+
+
+@pytest.mark.parametrize("difference", [0.5, 1.0, 2.0, 3.0])
+def test_student_power_matches_power_t_test(difference):
+    # R: power.t.test(n = 14, delta = d, sd = sqrt((2.55^2 + 2.15^2) / 2))$power
+    expected = _ref("power_student", difference)
+    got = pw.power_by_simulation(difference, test="student", n_sim=N_SIM, seed=1)
+    assert abs(got["power"].item() - expected) < 4 * np.sqrt(expected * (1 - expected) / N_SIM)
+
+
+def test_welch_power_is_close_to_student_and_defaults_to_paper_design():
+    got = pw.power_by_simulation((1.0, 2.0), n_sim=N_SIM, seed=2)
+    assert got["n_per_group"].tolist() == [14, 14]
+    for d in (1.0, 2.0):
+        expected = _ref("power_student", d)  # Welch loses very little at 14 per group
+        power = got.set_index("difference").loc[d, "power"]
+        assert abs(power - expected) < 0.03
+    assert_allclose(got["mc_se"], np.sqrt(got["power"] * (1 - got["power"]) / N_SIM))
+
+
+def test_paired_power_with_correlation_matches_power_t_test():
+    # R: power.t.test(n = 14, delta = d, sd = sqrt(s1^2 + s2^2 - s1 s2), type = "paired")
+    got = pw.power_by_simulation((1.0, 2.0), test="paired_t", correlation=0.5, n_sim=N_SIM,
+                                 seed=3).set_index("difference")["power"]
+    for d in (1.0, 2.0):
+        expected = _ref("power_paired_r05", d)
+        assert abs(got[d] - expected) < 4 * np.sqrt(expected * (1 - expected) / N_SIM)
+
+
+def test_minimum_detectable_difference_matches_power_t_test():
+    # R: power.t.test(n = 14, power = 0.8, sd = s)$delta  (2.59 points)
+    mdd = pw.minimum_detectable_difference(test="student", n_sim=N_SIM, seed=4)
+    assert abs(mdd - _ref("mdd_student")) < 0.12
+    # the detectable difference really has 80% power with the same draws
+    at = pw.power_by_simulation(mdd, test="student", n_sim=N_SIM, seed=4)["power"].item()
+    below = pw.power_by_simulation(mdd - 0.01, test="student", n_sim=N_SIM, seed=4)
+    assert at >= 0.8 > below["power"].item()
+
+
+@pytest.mark.parametrize("difference", [1.0, 2.0])
+def test_sample_size_matches_power_t_test(difference):
+    # R: ceiling(power.t.test(delta = d, power = 0.8, sd = s)$n)  (89 and 23 per group)
+    expected = _ref("n_student", difference)
+    n = pw.sample_size_per_group(difference, test="student", n_sim=N_SIM, seed=5)
+    assert abs(n - expected) <= max(2, 0.08 * expected)
+
+
+def test_rank_tests_simulate_with_scipy_p_values():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 14)), rng.normal(size=(5, 14))
+    for test, reference in (
+        ("welch", lambda a, b: stats.ttest_ind(a, b, equal_var=False).pvalue),
+        ("student", lambda a, b: stats.ttest_ind(a, b).pvalue),
+        ("paired_t", lambda a, b: stats.ttest_rel(a, b).pvalue),
+        ("mann_whitney", lambda a, b: stats.mannwhitneyu(a, b).pvalue),
+        ("wilcoxon", lambda a, b: stats.wilcoxon(a - b).pvalue),
+    ):
+        got = pw._p_values(x, y, test)
+        assert_allclose(got, [reference(a, b) for a, b in zip(x, y, strict=True)], rtol=1e-10)
+    power = pw.power_by_simulation(2.0, test="mann_whitney", n_sim=500, seed=6)
+    assert 0.3 < power["power"].item() < 0.75
+
+
+def test_simulation_is_deterministic_and_seeded():
+    a = pw.power_summary(n_sim=300, seed=7)
+    b = pw.power_summary(n_sim=300, seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["quantity"].tolist() == ["power", "power", "minimum_detectable_difference",
+                                      "n_per_group_needed", "n_per_group_needed"]
+    # power rises with the difference and with n on the curve
+    curve = pw.power_curve(n_per_group=(14, 28), n_sim=300, seed=9)
+    for _, one in curve.groupby("n_per_group"):
+        assert (np.diff(one["power"]) >= 0).all()
+    wide = curve.pivot(index="difference", columns="n_per_group", values="power")
+    assert (wide[28] >= wide[14] - 0.02).all()
+    assert curve.query("difference == 0")["power"].between(0.02, 0.09).all()
+
+
+@pytest.mark.parametrize("kind", ["welch", "student", "paired_t"])
+def test_tost_matches_two_one_sided_t_tests_in_r(kind):
+    # R: t.test(cases, controls, mu = -1.5, alternative = "greater") and
+    #    t.test(cases, controls, mu = 1.5, alternative = "less"), conf.level = 0.90
+    ref = TOST_REF.loc[kind]
+    got = pw.tost(CASES, CONTROLS, 1.5, paired=kind == "paired_t",
+                  equal_var=kind == "student").iloc[0]
+    assert got["test"] == kind
+    for column in ("t_lower", "p_lower", "t_upper", "p_upper", "df", "ci_low", "ci_high"):
+        assert_allclose(got[column], ref[column], rtol=1e-7)
+    assert_allclose(got["p_value"], max(ref["p_lower"], ref["p_upper"]), rtol=1e-7)
+    assert got["equivalent"] == (max(ref["p_lower"], ref["p_upper"]) < 0.05)
+    # equivalence <=> the 90% interval inside the margin
+    assert got["equivalent"] == (-1.5 < got["ci_low"] and got["ci_high"] < 1.5)
+
+
+def test_tost_not_equivalent_with_narrow_margin():
+    got = pw.tost(CASES, CONTROLS, 0.5).iloc[0]
+    assert not got["equivalent"]
+    assert got["p_value"] > 0.05
+
+
+def test_argument_errors_name_the_culprit():
+    with pytest.raises(ValueError, match="test"):
+        pw.power_by_simulation(1.0, test="t")
+    with pytest.raises(ValueError, match="n_sim"):
+        pw.power_by_simulation(1.0, n_sim=5)
+    with pytest.raises(ValueError, match="sd"):
+        pw.power_by_simulation(1.0, sd=(1.0, -2.0))
+    with pytest.raises(ValueError, match="n_per_group"):
+        pw.power_by_simulation(1.0, n_per_group=1)
+    with pytest.raises(ValueError, match="difference"):
+        pw.sample_size_per_group(0.0)
+    with pytest.raises(ValueError, match="n_max"):
+        pw.sample_size_per_group(0.1, n_max=20, n_sim=100)
+    with pytest.raises(ValueError, match="margin"):
+        pw.tost(CASES, CONTROLS, 0)
+    with pytest.raises(ValueError, match="controls"):
+        pw.tost(CASES, CONTROLS[:5], 1.0, paired=True)
+    with pytest.raises(ValueError, match="cases"):
+        pw.tost([1.0, np.nan, 2.0], CONTROLS, 1.0)
