@@ -171,6 +171,15 @@ def _short(v: object) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
+def _as_written(v: object) -> str:
+    """A parsed value as the canonical file form writes it (``true``, ``40``, ``2.5``)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return _short(v)
+
+
 def _is_missing(v: object) -> bool:
     if v is None or v is pd.NA or v is pd.NaT:
         return True
@@ -290,7 +299,12 @@ def _parse_number(v: object) -> float:
 
 def _parse_cell(col: Column, v: object) -> object:
     if col.dtype in ("number", "integer"):
-        x = _parse_number(v)
+        try:
+            x = _parse_number(v)
+        except _Bad as bad:
+            if col.dtype == "integer":
+                raise _Bad(bad.rule, bad.message.replace("a number", "a whole number")) from None
+            raise
         if col.dtype == "integer":
             if isinstance(v, str) and not _INT_TEXT.match(v.strip()):
                 raise _Bad("wrong-type", "expected a whole number")
@@ -376,7 +390,8 @@ def _content_identifier(values: Iterable[object]) -> str | None:
 
 # --- the checks -----------------------------------------------------------------------------
 
-def validate_file(path: str | Path) -> ValidationReport:
+def validate_file(path: str | Path, mapping: object = None,
+                  redcap_dictionary: str | Path | None = None) -> ValidationReport:
     """Validate a registry file against :data:`esi.schema.SCHEMA`.
 
     The file is opened read-only and read once; its bytes are never written.
@@ -384,7 +399,13 @@ def validate_file(path: str | Path) -> ValidationReport:
     Parameters
     ----------
     path
-        CSV (UTF-8), Parquet or Excel (.xlsx, first sheet) file.
+        CSV (UTF-8), Parquet or Excel (.xlsx, first sheet) file; with ``redcap_dictionary``,
+        a REDCap records export.
+    mapping
+        A YAML mapping file (or :class:`esi.imports.Mapping`) from the file's own column names
+        and codes to the schema's (see ``params/mapping.example.yaml``).
+    redcap_dictionary
+        The REDCap data dictionary CSV that goes with a records export.
 
     Returns
     -------
@@ -405,7 +426,19 @@ def validate_file(path: str | Path) -> ValidationReport:
         return ValidationReport(label, None, 0,
                                 (Problem(label, "unreadable", f"cannot read: {exc}"),))
     digest = hashlib.sha256(data).hexdigest()
-    table, problems = read_raw(p, data, label)
+    if redcap_dictionary is not None:
+        from esi.imports import read_redcap
+
+        table, problems = read_redcap(p, redcap_dictionary, label)
+    else:
+        table, problems = read_raw(p, data, label)
+    if table is not None and mapping is not None:
+        from esi.imports import apply_mapping, load_mapping
+
+        if isinstance(mapping, str | Path):
+            mapping = load_mapping(mapping)
+        table, more = apply_mapping(table, mapping, label)
+        problems = list(problems) + list(more)
     if table is None:
         return ValidationReport(label, digest, 0, tuple(problems))
     more, registry = validate_frame(table, label)
@@ -524,7 +557,7 @@ def _cross_rules(parsed: dict[str, list[object]], ids: list[str | None], lines: 
         def add(rule: str, msg: str, column: str, value: object = None,
                 _line: int = line, _pid: str | None = pid) -> None:
             out.append(Problem(label, rule, msg, line=_line, patient_id=_pid, column=column,
-                               value=None if value is None else _short(value)))
+                               value=None if value is None else _as_written(value)))
 
         opioid, mme = get("opioid_use", k), get("baseline_mme", k)
         if ok(opioid) and ok(mme):

@@ -1,0 +1,54 @@
+# The compendium's two commands (README): `make reports` runs the whole analysis,
+# `make test` runs every test. Both create the virtual environment when it is missing,
+# install the exact pinned versions of requirements.lock and register the Jupyter kernel.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.esi-installed
+PIP_VERSION := 26.3
+export MPLCONFIGDIR ?= $(CURDIR)/.venv/mplconfig
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: setup reports reference test lint data-dictionary environment bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name esi --display-name "Python (esi)" >/dev/null
+	@mkdir -p $(MPLCONFIGDIR)
+	@touch $(STAMP)
+
+## Run the whole analysis on the shipped synthetic registry: reports/default/ and reports/index.html
+reports: $(STAMP)
+	$(BIN)/esi run --params params/default.yaml --out reports/default
+
+## Regenerate the reference run that nbval replays (commit the result)
+reference: $(STAMP)
+	$(BIN)/esi run --params params/default.yaml --out reports/reference
+
+## Every test: lint, unit tests, and the nbval replay of the reference notebooks
+test: $(STAMP)
+	$(BIN)/ruff check esi tests benchmarks
+	$(BIN)/pytest tests reports/reference --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with reports/reference/nbval_sanitize.cfg
+
+lint: $(STAMP)
+	$(BIN)/ruff check esi tests benchmarks
+
+## Rewrite data/README.md and environment.yml from their sources (esi/schema.py, requirements.lock)
+data-dictionary: $(STAMP)
+	$(BIN)/esi schema --write
+
+environment: $(STAMP)
+	$(BIN)/python -m esi.environment --write
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
