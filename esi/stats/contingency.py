@@ -1,0 +1,226 @@
+"""Tests on 2 x 2 tables: Fisher's exact, chi-square (with / without Yates), McNemar, binomial.
+
+Table orientation used throughout::
+
+                 event   no event
+    cases          a        b
+    controls       c        d
+
+so an odds ratio above 1 means higher odds of the event among cases, and
+``alternative="greater"`` tests that. For paired tables (McNemar) rows are the case's
+outcome (event, no event) and columns the matched control's, so ``b`` = case event and
+control no event, ``c`` = case no event and control event.
+
+Checked against R ``fisher.test`` (p.value, the conditional maximum-likelihood estimate of the
+odds ratio and its exact conf.int), ``chisq.test(correct = TRUE/FALSE)``, ``binom.test`` (exact
+McNemar = binom.test(b, b + c)) and ``mcnemar.test`` in ``tests/test_stats_reference.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from scipy.stats.contingency import odds_ratio as _scipy_odds_ratio
+
+from esi.stats._result import TestResult, check_alternative, check_confidence
+
+__all__ = [
+    "as_table",
+    "fisher_exact",
+    "chi2_test",
+    "mcnemar_exact",
+    "mcnemar_chi2",
+    "binomial_test",
+    "conditional_odds_ratio",
+]
+
+_NAN = float("nan")
+
+
+def as_table(table, name: str = "table") -> np.ndarray:
+    """Validate a 2 x 2 table of non-negative integer counts and return it as an int array.
+
+    Raises
+    ------
+    ValueError
+        If the shape is not 2 x 2 or a count is negative or not a whole number.
+    """
+    arr = np.asarray(table, dtype=float)
+    if arr.shape != (2, 2):
+        raise ValueError(f"{name} must be a 2 x 2 table of counts, got shape {arr.shape}")
+    if np.any(np.isnan(arr)) or np.any(arr < 0) or np.any(arr != np.round(arr)):
+        raise ValueError(f"{name} must hold non-negative whole counts, got {arr.tolist()}")
+    return arr.astype(np.int64)
+
+
+def conditional_odds_ratio(table, *, alternative: str = "two-sided", confidence: float = 0.95):
+    """Conditional maximum-likelihood odds ratio with its exact interval (R ``fisher.test``).
+
+    Returns
+    -------
+    tuple of float
+        (estimate, ci_low, ci_high). This is the MLE of the noncentral hypergeometric
+        distribution, *not* the sample odds ratio ad/bc (they differ in small tables). When a
+        margin of the table is zero the odds ratio is not identifiable and NaN is returned for
+        all three (R ``fisher.test`` fails there too).
+    """
+    t = as_table(table)
+    check_alternative(alternative)
+    check_confidence(confidence)
+    if np.any(t.sum(axis=0) == 0) or np.any(t.sum(axis=1) == 0):
+        return _NAN, _NAN, _NAN
+    res = _scipy_odds_ratio(t, kind="conditional")
+    ci = res.confidence_interval(confidence_level=confidence, alternative=alternative)
+    return float(res.statistic), float(ci.low), float(ci.high)
+
+
+def fisher_exact(table, *, alternative: str = "two-sided", confidence: float = 0.95) -> TestResult:
+    """Fisher's exact test on a 2 x 2 table.
+
+    Parameters
+    ----------
+    table
+        ``[[a, b], [c, d]]`` as described in the module docstring.
+    alternative
+        ``"two-sided"`` (R: tables as or less probable than the observed, relative tolerance
+        1e-7), ``"less"`` or ``"greater"`` (odds ratio < 1 / > 1).
+    confidence
+        Level of the odds-ratio interval.
+
+    Returns
+    -------
+    TestResult
+        statistic NaN (Fisher's test has none), p_value, estimate = conditional MLE odds ratio,
+        ci_low / ci_high its exact interval (NaN when a margin is zero), n1 = a + b,
+        n2 = c + d. ``test`` is ``"fisher"``, ``"fisher_less"`` or ``"fisher_greater"``.
+    """
+    t = as_table(table)
+    check_alternative(alternative)
+    name = {"two-sided": "fisher", "less": "fisher_less", "greater": "fisher_greater"}[alternative]
+    p = float(stats.fisher_exact(t, alternative=alternative).pvalue)
+    est, lo, hi = conditional_odds_ratio(t, alternative=alternative, confidence=confidence)
+    return TestResult(name, _NAN, "none", _NAN, min(p, 1.0), alternative, est, lo, hi,
+                      confidence, int(t[0].sum()), int(t[1].sum()), "exact (hypergeometric)")
+
+
+def chi2_test(table, *, correct: bool) -> TestResult:
+    """Pearson's chi-square test of independence on a 2 x 2 table.
+
+    Parameters
+    ----------
+    table
+        ``[[a, b], [c, d]]``.
+    correct
+        ``True``: Yates' continuity correction, with R's and scipy's cap (the 0.5 is never larger
+        than any |observed - expected|). Required: never guessed.
+
+    Returns
+    -------
+    TestResult
+        statistic = X-squared, dof = 1, p_value (NaN when an expected count is zero, i.e. a
+        margin is zero, where R returns NaN too), n1, n2 = row totals. ``test`` is ``"chi2"``
+        or ``"chi2_yates"``.
+    """
+    t = as_table(table)
+    if not isinstance(correct, bool | np.bool_):
+        raise ValueError(f"correct must be True or False, got {correct!r}")
+    name = "chi2_yates" if correct else "chi2"
+    method = "Pearson chi-square" + (" with Yates' continuity correction" if correct else "")
+    n1, n2 = int(t[0].sum()), int(t[1].sum())
+    if np.any(t.sum(axis=0) == 0) or np.any(t.sum(axis=1) == 0):
+        return TestResult(name, _NAN, "X-squared", 1.0, _NAN, "two-sided", _NAN, _NAN, _NAN,
+                          0.95, n1, n2, method + " (undefined: a margin is zero)")
+    res = stats.chi2_contingency(t, correction=bool(correct))
+    return TestResult(name, float(res.statistic), "X-squared", float(res.dof), float(res.pvalue),
+                      "two-sided", _NAN, _NAN, _NAN, 0.95, n1, n2, method)
+
+
+def binomial_test(
+    successes: int,
+    n: int,
+    p: float = 0.5,
+    *,
+    alternative: str = "two-sided",
+    confidence: float = 0.95,
+    test: str = "binomial",
+) -> TestResult:
+    """Exact binomial test of ``successes`` out of ``n`` against the probability ``p``.
+
+    Returns
+    -------
+    TestResult
+        statistic = successes, p_value (two-sided as R: outcomes no more probable than the
+        observed, relative tolerance 1e-7), estimate = successes / n with the Clopper-Pearson
+        interval, n1 = n, n2 = 0.
+
+    Notes
+    -----
+    Checked against R ``binom.test(successes, n, p)``.
+    """
+    check_alternative(alternative)
+    check_confidence(confidence)
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive whole number, got {n!r}")
+    if int(successes) != successes or not 0 <= successes <= n:
+        raise ValueError(f"successes must be a whole number between 0 and n={n}, got {successes!r}")
+    if not 0 <= p <= 1:
+        raise ValueError(f"p must lie in [0, 1], got {p!r}")
+    res = stats.binomtest(int(successes), int(n), p, alternative=alternative)
+    ci = res.proportion_ci(confidence_level=confidence, method="exact")
+    return TestResult(test, float(successes), "successes", _NAN, float(min(res.pvalue, 1.0)),
+                      alternative, float(successes / n), float(ci.low), float(ci.high),
+                      confidence, int(n), 0, "exact binomial")
+
+
+def mcnemar_exact(table, *, confidence: float = 0.95) -> TestResult:
+    """Exact McNemar test on a paired 2 x 2 table (a binomial test of b out of b + c at 0.5).
+
+    Parameters
+    ----------
+    table
+        ``[[both events, case only], [control only, neither]]`` (see module docstring).
+
+    Returns
+    -------
+    TestResult
+        statistic = b (discordant pairs with the event in the case only), p_value (two-sided),
+        estimate = b / (b + c) with its Clopper-Pearson interval, n1 = n2 = number of pairs.
+        With no discordant pair (b + c = 0) the data carry no evidence either way: p_value = 1
+        and the estimate NaN (R's ``binom.test(0, 0)`` stops with an error).
+
+    Notes
+    -----
+    Checked against R ``binom.test(b, b + c)``.
+    """
+    t = as_table(table)
+    b, c = int(t[0, 1]), int(t[1, 0])
+    n = int(t.sum())
+    if b + c == 0:
+        return TestResult("mcnemar", 0.0, "successes", _NAN, 1.0, "two-sided", _NAN, _NAN, _NAN,
+                          confidence, n, n, "exact binomial on discordant pairs (none)")
+    res = binomial_test(b, b + c, 0.5, confidence=confidence, test="mcnemar")
+    return TestResult("mcnemar", res.statistic, "successes", _NAN, res.p_value, "two-sided",
+                      res.estimate, res.ci_low, res.ci_high, confidence, n, n,
+                      "exact binomial on discordant pairs")
+
+
+def mcnemar_chi2(table, *, correct: bool = True) -> TestResult:
+    """Asymptotic McNemar chi-square test, as R ``mcnemar.test`` (correct = TRUE by default).
+
+    Returns
+    -------
+    TestResult
+        statistic = (|b - c| - 1)^2 / (b + c) (or without the 1 if ``correct=False``), dof 1,
+        p_value (NaN when b + c = 0, as R).
+    """
+    t = as_table(table)
+    b, c = int(t[0, 1]), int(t[1, 0])
+    n = int(t.sum())
+    if b + c == 0:
+        return TestResult("mcnemar_chi2", _NAN, "X-squared", 1.0, _NAN, "two-sided", _NAN, _NAN,
+                          _NAN, 0.95, n, n, "McNemar chi-square (undefined: no discordant pair)")
+    stat = ((abs(b - c) - (1 if correct else 0)) ** 2) / (b + c)
+    p = float(stats.chi2.sf(stat, 1))
+    return TestResult("mcnemar_chi2", float(stat), "X-squared", 1.0, p, "two-sided", _NAN, _NAN,
+                      _NAN, 0.95, n, n,
+                      "McNemar chi-square" + (" with continuity correction" if correct else ""))
