@@ -1,0 +1,924 @@
+"""De-identification guard: find direct identifiers, reduce dates, pseudonymise, suppress.
+
+A research group's own registry must never leak patient data through the compendium. This
+module holds the building blocks; :mod:`esi.validate`, :mod:`esi.pipeline` and the notebooks
+call them.
+
+* :func:`find_identifiers` judges every column of a table by its **name**
+  (:func:`identifier_by_name`) and by its **content** (:func:`identifier_by_content`) and lists
+  the ones that look like direct identifiers: names, initials, medical record numbers, national
+  numbers, dates of birth, addresses, postal codes, telephone numbers and e-mail addresses. The
+  evidence it reports says how a column was judged and how many values matched; it never
+  echoes the values themselves.
+* :func:`reduce_dates` replaces exact dates by the year (``procedure_date`` ->
+  ``procedure_year``) or by days from the procedure, before any analysis.
+* :class:`Pseudonymizer` / :func:`pseudonymize` replace patient ids by stable pseudonyms: an
+  HMAC-SHA256 keyed hash whose key lives *outside* the repository (default
+  ``~/.config/esi/pseudonym.key``, or the path in the environment variable
+  ``ESI_PSEUDONYM_KEY``), created on first use with permissions 0600.
+* :func:`suppress_small_counts` and :func:`suppress_count_text` show counts between 1 and
+  ``threshold - 1`` as ``"<5"`` (small-cell suppression) and hide their percentages.
+* :func:`scan_for_markers` reads every file under a folder and reports where any marker
+  string (a value seeded into a test registry) occurs: the check that no row-level data leaks
+  into a report.
+
+What counts as an identifier, and what does not
+-----------------------------------------------
+Exact dates other than a date of birth (procedure, MRI, survey timestamps) are *not* reported
+as identifiers: they are reduced by :func:`reduce_dates` (schema columns) or removed by the
+import mapping (other columns). A column of dates is judged a date of birth by its name
+(``dob``, ``birth_date``, ...) or when most of its dates lie before 1990-01-01, the earliest
+procedure date the schema accepts (:data:`esi.schema.EARLIEST_DATE`). The schema's own columns
+and codes are never reported (a test runs :func:`find_identifiers` over a valid registry).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import hmac
+import html
+import json
+import math
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from esi.schema import EARLIEST_DATE, IDENTIFIER_NAME_HINTS, SCHEMA
+
+__all__ = [
+    "IDENTIFIER_KINDS",
+    "identifier_by_name",
+    "identifier_by_content",
+    "find_identifiers",
+    "reduce_dates",
+    "Pseudonymizer",
+    "pseudonymize",
+    "pseudonymize_frame",
+    "default_key_path",
+    "KEY_ENV_VAR",
+    "suppress_small_counts",
+    "suppress_count_text",
+    "scan_for_markers",
+]
+
+#: Kind of direct identifier -> the words used in problems and in ``find_identifiers``.
+IDENTIFIER_KINDS: dict[str, str] = {
+    "name": "a person's name",
+    "initials": "a person's initials",
+    "mrn": "a medical record number",
+    "national_id": "a national or social security number",
+    "date_of_birth": "a date of birth",
+    "address": "an address",
+    "postal_code": "a postal code",
+    "phone": "a telephone or fax number",
+    "email": "an e-mail address",
+}
+
+# The words of :data:`esi.schema.IDENTIFIER_NAME_HINTS` -> our kind codes.
+_HINT_KIND = {
+    "a person's name": "name",
+    "a person's initials": "initials",
+    "a medical record number": "mrn",
+    "a national health number": "national_id",
+    "a social security number": "national_id",
+    "a date of birth": "date_of_birth",
+    "an address": "address",
+    "a postal code": "postal_code",
+    "a telephone number": "phone",
+    "a fax number": "phone",
+    "an e-mail address": "email",
+}
+
+# Name fragments beyond the schema's hints (matched the same way).
+_EXTRA_NAME_HINTS = {
+    "forename": "name",
+    "firstname": "name",
+    "lastname": "name",
+    "fullname": "name",
+    "givenname": "name",
+    "familyname": "name",
+    "middlename": "name",
+    "maidenname": "name",
+    "patientname": "name",
+    "passport": "national_id",
+    "nationalid": "national_id",
+    "insurancenumber": "national_id",
+    "city": "address",
+    "residence": "address",
+    "cellphone": "phone",
+}
+
+# Whole column names (separators removed) that are a person's name.
+_NAME_KEYS = {"name", "names", "fname", "lname", "ptname", "surname", "forename", "namefirst",
+              "namelast", "namefull", "namegiven", "namefamily"}
+
+
+def _tokens(name: str) -> list[str]:
+    s = re.sub(r"([a-z])([A-Z])", r"\1_\2", str(name))
+    s = re.sub(r"([A-Za-z])(\d)", r"\1_\2", s)
+    return [t for t in re.split(r"[^A-Za-z0-9]+", s.lower()) if t]
+
+
+def identifier_by_name(name: str) -> str | None:
+    """Judge a column by its name alone.
+
+    Parameters
+    ----------
+    name
+        A column name as written in the file header.
+
+    Returns
+    -------
+    str or None
+        The kind of identifier (a key of :data:`IDENTIFIER_KINDS`) the name suggests, or
+        ``None``.
+
+    Notes
+    -----
+    The name is split into lower-case tokens at separators (``_``, ``-``, ``.``, spaces) and
+    at camelCase and letter-digit boundaries, and also joined without separators. Fragments
+    of five letters or more (``address``, ``phone``, ``dateofbirth``, ``lastname`` ...) match
+    anywhere in the joined name; short fragments (``mrn``, ``dob``, ``ssn``, ``zip``, ``fax``,
+    ``mail``) must start a token, so ``redcap_event_name``, ``site_name`` or ``mri_levels``
+    are not reported. A bare ``name`` is reported only as the whole name or together with a
+    person qualifier (``first_name``, ``patient_name``, ...). Every fragment of
+    :data:`esi.schema.IDENTIFIER_NAME_HINTS` is honoured.
+    """
+    if SCHEMA.get(str(name)) is not None:
+        return None
+    toks = _tokens(name)
+    if not toks:
+        return None
+    key = "".join(toks)
+    if key in _NAME_KEYS:
+        return "name"
+    hints: dict[str, str] = {frag: _HINT_KIND[what] for frag, what in
+                             IDENTIFIER_NAME_HINTS.items()}
+    hints.update(_EXTRA_NAME_HINTS)
+    for frag, kind in hints.items():
+        if frag == "name":
+            continue  # handled above and by the person-name fragments
+        if frag == "mail":
+            if any(t in {"mail", "email", "emails"} for t in toks) or key.endswith("email"):
+                return kind
+            continue
+        if len(frag) >= 5:
+            if frag in key:
+                return kind
+        elif any(t == frag or (t.startswith(frag) and not t[len(frag):].isalpha())
+                 or t in {frag + "code", frag + "no", frag + "nr", frag + "num"}
+                 for t in toks):
+            return kind
+    return None
+
+
+# --- content --------------------------------------------------------------------------------
+
+_EMAIL_IN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_PHONE_SHAPE = re.compile(r"^\+?[\d\s().-]+$")
+_SSN = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+_MRN = re.compile(r"^(?:(?:MRN|MR|HN|NHS)\s*[:#-]?\s*)?\d{6,15}$", re.IGNORECASE)
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$")
+_SLASH_DATE = re.compile(r"^(\d{1,2})[/.](\d{1,2})[/.](\d{2}|\d{4})$")
+_STREET_TYPES = (r"street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|"
+                 r"place|pl|terrace|parkway|pkwy|highway|hwy|square|sq|crescent|close|circle")
+_STREET_FIRST = re.compile(rf"^\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Za-z.'-]+\s+){{0,4}}"
+                           rf"(?:{_STREET_TYPES})\b\.?", re.IGNORECASE)
+_STREET_LAST = re.compile(r"^(?:[^\W\d_][\w.'-]*\s+){0,3}[^\W\d_]*(?:stra(?:ss|ß)e|str\.|weg|"
+                          r"laan|straat|gasse|platz|vej|gatan|gata)\s+\d{1,5}[a-z]?\b",
+                          re.IGNORECASE)
+_STREET_ROMANCE = re.compile(r"^(?:rue|avenue|boulevard|via|viale|calle|avenida|rua|piazza|"
+                             r"plaza)\s+.+\d", re.IGNORECASE)
+_PO_BOX = re.compile(r"^p\.?\s?o\.?\s+box\s+\d+", re.IGNORECASE)
+_UK_POSTCODE = re.compile(r"^[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}$")
+_ZIP_PLUS4 = re.compile(r"^\d{5}-\d{4}$")
+_NAME_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "del", "della", "la", "le",
+                   "du", "bin", "ibn", "al", "y", "dos", "das"}
+# Words that make a Title Case value a category label rather than a person's name.
+_LABEL_WORDS = {
+    "very", "much", "not", "no", "yes", "none", "other", "unknown", "missing", "slightly",
+    "improved", "worse", "change", "satisfied", "dissatisfied", "neutral", "never", "former",
+    "current", "working", "retired", "disabled", "male", "female", "site", "left", "right",
+    "both", "mild", "moderate", "severe", "bulge", "protrusion", "extrusion", "study",
+    "trial", "cohort", "referral", "transforaminal", "interlaminar", "pain", "back", "leg",
+    "and", "or", "the", "of", "with", "without", "in", "on", "at", "to", "for", "by",
+    "high", "low", "normal", "abnormal", "positive", "negative", "present", "absent",
+    "group", "arm", "visit", "week", "weeks", "month", "months", "year", "years", "day",
+    "days", "baseline", "follow", "up", "true", "false", "checked", "unchecked", "smoker",
+    "employed", "unemployed", "student", "homemaker", "single", "married", "divorced",
+    "widowed", "white", "black", "asian", "hispanic", "latino", "opioid", "nsaid",
+    "injection", "surgery", "center", "centre", "hospital", "clinic", "university",
+}
+
+
+def _text(v: object) -> str | None:
+    """A cell as text for content checks; ``None`` when missing."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, bool | np.bool_):
+        return None  # booleans identify nobody
+    if isinstance(v, float | np.floating):
+        if math.isnan(v):
+            return None
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else str(v)
+    if isinstance(v, pd.Timestamp | _dt.datetime | _dt.date):
+        return pd.Timestamp(v).date().isoformat()
+    s = str(v).strip()
+    return s if s and s != "NA" else None
+
+
+def _date_of(s: str) -> _dt.date | None:
+    m = _ISO_DATE.match(s)
+    try:
+        if m:
+            return _dt.date(int(m[1]), int(m[2]), int(m[3]))
+        m = _SLASH_DATE.match(s)
+        if m:
+            a, b, y = int(m[1]), int(m[2]), int(m[3])
+            if y < 100:
+                y += 1900 if y > _dt.date.today().year % 100 else 2000
+            day, month = (a, b) if b <= 12 else (b, a)
+            return _dt.date(y, month, day)
+    except ValueError:
+        return None
+    return None
+
+
+def _looks_like_person_name(s: str) -> bool:
+    if any(ch.isdigit() for ch in s) or len(s) > 60:
+        return False
+    if s.count(",") == 1:  # "Lastname, Firstname"
+        last, first = (p.strip() for p in s.split(","))
+        if not last or not first:
+            return False
+        s = f"{first} {last}"
+    words = s.split()
+    if not 2 <= len(words) <= 4:
+        return False
+    proper = 0
+    for w in words:
+        lw = w.lower().strip(".")
+        if lw in _LABEL_WORDS:
+            return False
+        if lw in _NAME_PARTICLES:
+            continue
+        if re.fullmatch(r"[^\W\d_]\.", w):  # a middle initial
+            continue
+        core = w.replace("-", "").replace("'", "").replace("\u2019", "")
+        if not (core.isalpha() and w[0].isupper() and any(c.islower() for c in core)
+                and len(core) >= 2):
+            return False
+        proper += 1
+    return proper >= 2
+
+
+def _classify(s: str) -> str | None:
+    """The identifier kind a single value looks like (``None`` for none)."""
+    if _EMAIL_IN.search(s):
+        return "email"
+    if _SSN.match(s):
+        return "national_id"
+    if _MRN.match(s):
+        return "mrn"
+    digits = sum(ch.isdigit() for ch in s)
+    if _PHONE_SHAPE.match(s) and 9 <= digits <= 15 and _date_of(s) is None:
+        return "phone"
+    if _UK_POSTCODE.match(s) or _ZIP_PLUS4.match(s):
+        return "postal_code"
+    if _STREET_FIRST.match(s) or _STREET_LAST.match(s) or _STREET_ROMANCE.match(s) \
+            or _PO_BOX.match(s):
+        return "address"
+    d = _date_of(s)
+    if d is not None:
+        return "date_of_birth" if d < EARLIEST_DATE else "date"
+    if _looks_like_person_name(s):
+        return "name"
+    return None
+
+
+_CONTENT_WORDS = {
+    "email": "e-mail addresses",
+    "national_id": "social security numbers",
+    "mrn": "6-15 digit numbers (like medical record numbers)",
+    "phone": "telephone numbers",
+    "postal_code": "postal codes",
+    "address": "street addresses",
+    "date_of_birth": "dates before 1990 (like dates of birth)",
+    "name": "person names (Firstname Lastname)",
+}
+
+
+def _content_judgement(values: Iterable[object], min_share: float,
+                       allow_dates: bool = False) -> tuple[str, int, int] | None:
+    texts = [t for t in (_text(v) for v in values) if t is not None]
+    if not texts:
+        return None
+    counts: dict[str, int] = {}
+    name_values: set[str] = set()
+    mrn_values: set[str] = set()
+    for t in texts:
+        kind = _classify(t)
+        if kind is None or kind == "date":
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "name":
+            name_values.add(t)
+        if kind == "mrn":
+            mrn_values.add(t)
+    if allow_dates:
+        counts.pop("date_of_birth", None)
+    n = len(texts)
+    # An e-mail address is unambiguous: one is enough.
+    if counts.get("email", 0) >= 1:
+        return "email", counts["email"], n
+    # Names and record numbers identify one person each: a repeated value is a category code.
+    if "name" in counts and len(name_values) < 0.8 * counts["name"]:
+        counts.pop("name")
+    if "mrn" in counts and len(mrn_values) < 0.8 * counts["mrn"]:
+        counts.pop("mrn")
+    if not counts:
+        return None
+    kind, k = max(counts.items(), key=lambda kv: kv[1])
+    if k >= max(1, math.ceil(min_share * n)):
+        return kind, k, n
+    return None
+
+
+def identifier_by_content(values: Iterable[object], min_share: float = 0.5) -> str | None:
+    """Judge a column by its values.
+
+    Parameters
+    ----------
+    values
+        The column's cells (strings as read from CSV, or Python/NumPy objects from Parquet or
+        Excel). Missing cells (``None``, ``NaN``, ``""``, ``NA``) and booleans are ignored.
+    min_share
+        Share of the non-missing values that must look like one kind of identifier.
+
+    Returns
+    -------
+    str or None
+        A key of :data:`IDENTIFIER_KINDS`, or ``None``.
+
+    Notes
+    -----
+    Each value is classified by the first rule it meets:
+
+    * ``email`` - contains an e-mail address (one such value is enough);
+    * ``national_id`` - ``123-45-6789``;
+    * ``mrn`` - 6 to 15 digits, optionally after ``MRN``/``MR``/``HN``/``NHS``;
+    * ``phone`` - digits with ``+``, spaces, dots, dashes or parentheses, 9 to 15 digits;
+    * ``postal_code`` - a UK postcode or a US ZIP+4 (a bare 5-digit ZIP is judged by name);
+    * ``address`` - a house number and street (``12 Oak Street``, ``Hauptstrasse 5``,
+      ``rue de la Paix 3``, ``PO Box 12``);
+    * ``date_of_birth`` - a date (ISO or d/m/y) before 1990-01-01;
+    * ``name`` - two to four capitalised words (``Mary O'Neil``, ``Smith, John``), none of
+      them a common category word (``Very Satisfied`` is a label, not a name).
+
+    ``name`` and ``mrn`` also need at least 80% distinct values among the matches, because
+    they identify one person each (a repeated value is a category code).
+    """
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share must lie in (0, 1], got {min_share!r}")
+    found = _content_judgement(values, min_share)
+    return None if found is None else found[0]
+
+
+def _columns_of(table: object) -> list[tuple[str, list[object]]]:
+    from esi.validate import RawTable
+
+    if isinstance(table, RawTable):
+        return [(name, [r[i] for r in table.rows]) for i, name in enumerate(table.header)]
+    if isinstance(table, pd.DataFrame):
+        cols: list[tuple[str, list[object]]] = []
+        if table.index.name is not None or not isinstance(table.index, pd.RangeIndex):
+            cols.append((str(table.index.name or "(index)"), list(table.index)))
+        for c in table.columns:
+            s = table[c]
+            if pd.api.types.is_bool_dtype(s.dtype):
+                continue
+            cols.append((str(c), s.tolist()))
+        return cols
+    raise ValueError("table must be an esi.validate.RawTable or a pandas.DataFrame, got "
+                     f"{type(table).__name__}")
+
+
+def find_identifiers(table: object, min_share: float = 0.5) -> pd.DataFrame:
+    """List the columns of a table that look like direct identifiers.
+
+    Parameters
+    ----------
+    table
+        An :class:`esi.validate.RawTable` (as read from a file) or a DataFrame (a named index,
+        e.g. ``patient_id``, is judged as a column too).
+    min_share
+        Passed to :func:`identifier_by_content`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per suspicious column, in table order, with columns
+
+        * ``column`` - the column name;
+        * ``kind`` - a key of :data:`IDENTIFIER_KINDS` (the name's verdict when both name and
+          content speak);
+        * ``evidence`` - how it was judged, e.g. ``"name: 'pt_email' suggests an e-mail
+          address"`` or ``"content: 12 of 14 values look like telephone numbers"``, both
+          joined by ``"; "`` when both apply. The values themselves are never echoed.
+
+        Empty (with these columns) when nothing looks like an identifier.
+
+    Notes
+    -----
+    Columns of the registry schema are never judged by name, and a schema ``date`` column
+    (``procedure_date``) is not judged a date of birth (validation bounds it to 1990 or
+    later); their other content is checked, so ``patient_id`` values that are medical record
+    numbers or e-mail addresses are reported. No R reference exists for this heuristic; the
+    tests cover every kind and a full valid registry with no finding.
+    """
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share must lie in (0, 1], got {min_share!r}")
+    rows = []
+    for name, values in _columns_of(table):
+        by_name = identifier_by_name(name)
+        col = SCHEMA.get(name)
+        content = _content_judgement(values, min_share,
+                                     allow_dates=col is not None and col.dtype == "date")
+        if by_name is None and content is None:
+            continue
+        evidence = []
+        if by_name is not None:
+            evidence.append(f"name: {name!r} suggests {IDENTIFIER_KINDS[by_name]}")
+        if content is not None:
+            kind, k, n = content
+            evidence.append(f"content: {k} of {n} values look like {_CONTENT_WORDS[kind]}")
+        rows.append({"column": name, "kind": by_name or content[0],  # type: ignore[index]
+                     "evidence": "; ".join(evidence)})
+    return pd.DataFrame(rows, columns=["column", "kind", "evidence"])
+
+
+# --- dates ----------------------------------------------------------------------------------
+
+def reduce_dates(registry: pd.DataFrame, mode: str = "year", *,
+                 window: tuple[_dt.date, _dt.date] | None = None) -> pd.DataFrame:
+    """Replace exact dates by the year or by days from the procedure.
+
+    Parameters
+    ----------
+    registry
+        A typed registry (:func:`esi.io.read_registry`) or any table with date columns.
+        Date columns are those of dtype ``datetime64`` and the schema's ``date`` columns.
+    mode
+        ``"year"``: every date column ``X_date`` becomes ``X_year`` (Int64).
+        ``"days"``: ``procedure_date`` becomes ``procedure_year``; every other date column
+        ``X_date`` becomes ``X_days``, the whole days from the procedure (Int64, negative
+        before it).
+    window
+        ``(first, last)`` procedure dates of the study window. When given, a boolean column
+        ``in_study_window`` records whether the exact procedure date lies in it, so that the
+        cohort's window check (:func:`esi.cohort.define_cohort`, step ``study_window``) can
+        still be made after the exact date is gone.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the date columns replaced, in the same position (the index, other columns
+        and ``attrs`` are kept; ``attrs["date_reduction"]`` records ``mode``). A column name
+        without the ``_date`` suffix gets ``_year``/``_days`` appended.
+
+    Notes
+    -----
+    What the analysis still needs: the study-window check compares the procedure date with
+    5 January 2009 and 1 November 2024, which the year alone cannot decide for injections in
+    early January 2009 or after 1 November 2024. Pass ``window`` (or check the window before
+    reducing); the rest of the analysis uses no date.
+    """
+    if mode not in ("year", "days"):
+        raise ValueError(f"mode must be 'year' or 'days', got {mode!r}")
+    if not isinstance(registry, pd.DataFrame):
+        raise ValueError(f"registry must be a DataFrame, got {type(registry).__name__}")
+    date_cols = [c for c in registry.columns
+                 if pd.api.types.is_datetime64_any_dtype(registry[c].dtype)
+                 or (c in SCHEMA and SCHEMA[c].dtype == "date")]
+    proc = None
+    if "procedure_date" in registry.columns:
+        proc = pd.to_datetime(registry["procedure_date"])
+    if mode == "days" and proc is None and any(c != "procedure_date" for c in date_cols):
+        raise ValueError("mode='days' needs a procedure_date column to count days from")
+    out = registry.copy()
+    if window is not None:
+        if proc is None:
+            raise ValueError("window needs a procedure_date column")
+        first, last = (pd.Timestamp(w) for w in window)
+        if last < first:
+            raise ValueError(f"window ends ({last.date()}) before it starts ({first.date()})")
+        inside = (proc >= first) & (proc <= last)
+        out["in_study_window"] = inside.where(proc.notna()).astype("boolean")
+    renames = {}
+    for c in date_cols:
+        d = pd.to_datetime(registry[c])
+        stem = c[: -len("_date")] if c.endswith("_date") else c
+        if c == "procedure_date" or mode == "year":
+            out[c] = d.dt.year.astype("Int64")
+            renames[c] = f"{stem}_year"
+        else:
+            out[c] = (d - proc).dt.days.astype("Int64")  # type: ignore[operator]
+            renames[c] = f"{stem}_days"
+    out = out.rename(columns=renames)
+    out.attrs = dict(registry.attrs)
+    out.attrs["date_reduction"] = mode
+    return out
+
+
+# --- pseudonyms -----------------------------------------------------------------------------
+
+#: Environment variable holding the path of the pseudonym key file.
+KEY_ENV_VAR = "ESI_PSEUDONYM_KEY"
+_KEY_BYTES = 32
+
+
+def default_key_path() -> Path:
+    """The pseudonym key file: ``$ESI_PSEUDONYM_KEY`` if set, else
+    ``~/.config/esi/pseudonym.key``."""
+    env = os.environ.get(KEY_ENV_VAR, "").strip()
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".config" / "esi" / \
+        "pseudonym.key"
+
+
+def _refuse_inside_project(path: Path) -> Path:
+    from esi.paths import PROJECT_ROOT
+
+    resolved = path.expanduser().resolve()
+    if resolved.is_relative_to(PROJECT_ROOT.resolve()):
+        raise ValueError(f"pseudonym key path {str(path)!r} lies inside the project "
+                         f"({PROJECT_ROOT}); the key must live outside the repository, e.g. "
+                         f"~/.config/esi/pseudonym.key (set {KEY_ENV_VAR} to choose another)")
+    return resolved
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    path = _refuse_inside_project(path)
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # created meanwhile by another process: read it below
+        else:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                os.fchmod(fh.fileno(), 0o600)
+                fh.write(secrets.token_hex(_KEY_BYTES) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ValueError(f"pseudonym key file {str(path)!r} is readable by others (mode "
+                         f"{mode:o}); run `chmod 600 {path}`")
+    text = path.read_text(encoding="ascii").strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"pseudonym key file {str(path)!r} does not hold a hex key") from None
+    if len(key) < 16:
+        raise ValueError(f"pseudonym key file {str(path)!r} holds {len(key)} bytes; at least "
+                         "16 are needed")
+    return key
+
+
+@dataclass(frozen=True)
+class Pseudonymizer:
+    """Stable pseudonyms for patient ids: ``"P-"`` + base32 of HMAC-SHA256(key, id).
+
+    Attributes
+    ----------
+    key : bytes
+        The secret key (not shown in the repr).
+    length : int
+        Base32 characters kept (default 10, i.e. 50 bits; 8 to 52).
+    prefix : str
+        Text before the hash (default ``"P-"``).
+
+    Notes
+    -----
+    The same id and key always give the same pseudonym; another key gives unrelated ones.
+    Without the key the pseudonyms cannot be traced back to ids, even by someone who knows
+    the ids (unlike an unkeyed hash). Build one with :meth:`from_key_file`, which creates
+    the key on first use.
+    """
+
+    key: bytes = field(repr=False)
+    length: int = 10
+    prefix: str = "P-"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, bytes) or len(self.key) < 16:
+            raise ValueError("key must be bytes of length 16 or more")
+        if not 8 <= self.length <= 52:
+            raise ValueError(f"length must lie in 8..52, got {self.length!r}")
+
+    @classmethod
+    def from_key_file(cls, path: str | os.PathLike[str] | None = None,
+                      length: int = 10) -> Pseudonymizer:
+        """Read the key from ``path`` (default :func:`default_key_path`), creating it first
+        (32 random bytes, hex, mode 0600, via ``O_CREAT | O_EXCL``) when absent.
+
+        Raises ``ValueError`` when the path lies inside the project root, when the file is
+        readable by group or others, or when it does not hold a key.
+        """
+        p = Path(os.fspath(path)) if path is not None else default_key_path()
+        return cls(_load_or_create_key(p), length=length)
+
+    def pseudonym(self, patient_id: object) -> str:
+        """The pseudonym of one id (taken as ``str(patient_id)``)."""
+        if patient_id is None or (isinstance(patient_id, float) and math.isnan(patient_id)) \
+                or patient_id is pd.NA:
+            raise ValueError("patient_id is missing; every patient needs an id")
+        digest = hmac.new(self.key, str(patient_id).encode("utf-8"), hashlib.sha256).digest()
+        return self.prefix + base64.b32encode(digest).decode("ascii")[: self.length]
+
+    def __call__(self, ids: Iterable[object]) -> pd.Series:
+        """Pseudonyms of many ids; see :func:`pseudonymize`."""
+        index = ids.index if isinstance(ids, pd.Series) else None
+        values = list(ids)
+        out = [self.pseudonym(v) for v in values]
+        seen: dict[str, str] = {}
+        for v, p in zip(values, out, strict=True):
+            if p in seen and seen[p] != str(v):
+                raise ValueError(f"two patient ids share the pseudonym {p}; use a larger "
+                                 "length")
+            seen[p] = str(v)
+        return pd.Series(out, index=index, name="pseudonym", dtype="str")
+
+
+def pseudonymize(ids: Iterable[object], key: bytes | str | os.PathLike[str] | None = None,
+                 length: int = 10) -> pd.Series:
+    """Replace patient ids by stable keyed pseudonyms.
+
+    Parameters
+    ----------
+    ids
+        Patient ids (a Series keeps its index; anything else gets a RangeIndex).
+    key
+        ``bytes``: the secret key itself. ``str`` or path: a key file. ``None``: the default
+        key file (:func:`default_key_path`), created on first use.
+    length
+        Base32 characters after ``"P-"``.
+
+    Returns
+    -------
+    pandas.Series
+        Named ``pseudonym``, of dtype ``str``, e.g. ``"P-K3V7Q2MZ4A"``, in the order of
+        ``ids``. Equal ids get equal pseudonyms.
+    """
+    if isinstance(key, bytes):
+        p = Pseudonymizer(key, length=length)
+    else:
+        p = Pseudonymizer.from_key_file(key, length=length)
+    return p(ids)
+
+
+def pseudonymize_frame(frame: pd.DataFrame, id_columns: Sequence[str] = (),
+                       key: bytes | str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """A copy of ``frame`` whose patient ids are pseudonyms.
+
+    Parameters
+    ----------
+    frame
+        E.g. the matched pairs.
+    id_columns
+        Columns holding patient ids (e.g. ``["case_id", "control_id"]``). An index named
+        ``patient_id`` is always replaced.
+    key
+        As in :func:`pseudonymize`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same table with every id replaced (the same id gets the same pseudonym wherever
+        it occurs).
+    """
+    missing = [c for c in id_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"id_columns not in the frame: {', '.join(missing)}")
+    p = Pseudonymizer(key) if isinstance(key, bytes) else Pseudonymizer.from_key_file(key)
+    out = frame.copy()
+    for c in id_columns:
+        out[c] = p(out[c].astype(object)).to_numpy()
+    if out.index.name == "patient_id":
+        out.index = pd.Index(p(list(out.index)).to_numpy(), name="patient_id", dtype="str")
+    return out
+
+
+# --- small-cell suppression -----------------------------------------------------------------
+
+#: What a hidden percentage shows.
+HIDDEN = "-"
+_COUNT_CELL = re.compile(r"^\s*(\d+)(\s*/\s*\d+)?(\s*\(\s*[\d.]+\s*%?\s*\))?\s*$")
+_REASON_ITEM = re.compile(r"^(.*?:\s*)(\d+)\s*$")
+
+
+def suppress_count_text(text: object, threshold: int = 5) -> object:
+    """Suppress a small count written as text.
+
+    Parameters
+    ----------
+    text
+        A cell such as ``"3"``, ``"3 (21.4%)"``, ``"3/14"``, ``"3/14 (21%)"``, or a list of
+        ``"reason: count"`` items separated by ``"; "`` (the ``reasons`` of
+        :attr:`esi.cohort.Cohort.flow`). Anything else is returned unchanged.
+    threshold
+        Counts ``1 .. threshold - 1`` are suppressed.
+
+    Returns
+    -------
+    object
+        ``"<5"`` (for ``threshold=5``) in place of a small count, with its percentage dropped
+        (``"3/14 (21%)"`` -> ``"<5/14"``); zeros and counts of ``threshold`` or more unchanged.
+    """
+    _check_threshold(threshold)
+    if not isinstance(text, str):
+        return text
+    m = _COUNT_CELL.match(text)
+    if m:
+        n = int(m[1])
+        if 0 < n < threshold:
+            return f"<{threshold}" + (m[2].replace(" ", "") if m[2] else "")
+        return text
+    if ":" in text:
+        items = text.split(";")
+        out = []
+        for item in items:
+            mi = _REASON_ITEM.match(item)
+            if mi and 0 < int(mi[2]) < threshold:
+                out.append(f"{mi[1]}<{threshold}")
+            else:
+                out.append(item)
+        return ";".join(out)
+    return text
+
+
+def _check_threshold(threshold: int) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | np.integer) \
+            or threshold < 1:
+        raise ValueError(f"threshold must be a whole number of at least 1, got {threshold!r}")
+
+
+def _is_count_text_column(s: pd.Series) -> bool:
+    vals = [v for v in s.tolist() if isinstance(v, str) and v.strip()]
+    return bool(vals) and all(_COUNT_CELL.match(v) for v in vals)
+
+
+def suppress_small_counts(table: pd.DataFrame, threshold: int = 5,
+                          columns: Sequence[str] | None = None,
+                          percent_columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Show counts below ``threshold`` as ``"<threshold"`` and hide their percentages.
+
+    Parameters
+    ----------
+    table
+        A table of counts (a flow diagram, a contingency table, a table of n (%) cells).
+    threshold
+        Counts ``1 .. threshold - 1`` are suppressed (default 5: ``"<5"``). Zeros are shown:
+        they say nobody, and a suppressed zero would hide that a category is empty.
+    columns
+        Count columns. Default: every integer column and every text column whose cells all
+        read as counts (``"12"``, ``"3 (21.4%)"``, ``"3/14"``); text columns are passed
+        through :func:`suppress_count_text`. ``reasons``-style columns (``"label: n; ..."``)
+        must be named here.
+    percent_columns
+        Percentage column -> its count column; a percentage whose count is suppressed shows
+        :data:`HIDDEN` (``"-"``). Default: ``X_pct``, ``X_percent``, ``pct_X`` and
+        ``percent_X`` for each count column ``X``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy; suppressed columns become ``object`` columns holding the original values and
+        the ``"<5"`` strings.
+
+    Notes
+    -----
+    This is primary suppression only. A suppressed cell can still be recovered by
+    subtraction when its row and column totals are shown (e.g. ``n_before - n_after`` in a
+    flow diagram); suppress the totals or a second cell too when that matters.
+    """
+    _check_threshold(threshold)
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(f"table must be a DataFrame, got {type(table).__name__}")
+    if columns is None:
+        columns = [c for c in table.columns
+                   if (pd.api.types.is_integer_dtype(table[c].dtype)
+                       and not pd.api.types.is_bool_dtype(table[c].dtype))
+                   or (not pd.api.types.is_numeric_dtype(table[c].dtype)
+                       and _is_count_text_column(table[c]))]
+    else:
+        unknown = [c for c in columns if c not in table.columns]
+        if unknown:
+            raise ValueError(f"columns not in the table: {', '.join(map(str, unknown))}")
+    if percent_columns is None:
+        percent_columns = {}
+        for c in columns:
+            for pc in (f"{c}_pct", f"{c}_percent", f"pct_{c}", f"percent_{c}"):
+                if pc in table.columns:
+                    percent_columns[pc] = c
+    else:
+        bad = [f"{p} -> {c}" for p, c in percent_columns.items()
+               if p not in table.columns or c not in table.columns]
+        if bad:
+            raise ValueError(f"percent_columns names columns not in the table: {bad}")
+    out = table.copy()
+    small: dict[str, pd.Series] = {}
+    for c in columns:
+        s = table[c]
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            x = pd.to_numeric(s, errors="coerce")
+            is_small = (x > 0) & (x < threshold)
+            small[c] = is_small.fillna(False).astype(bool)
+            vals = [f"<{threshold}" if flag else
+                    (int(v) if isinstance(v, float | np.floating) and float(v).is_integer()
+                     else (int(v) if isinstance(v, np.integer) else v))
+                    for v, flag in zip(s.astype(object).tolist(), small[c].tolist(),
+                                       strict=True)]
+            out[c] = pd.Series(vals, index=s.index, dtype=object)
+        else:
+            new = [suppress_count_text(v, threshold) for v in s.tolist()]
+            small[c] = pd.Series([n != v for n, v in zip(new, s.tolist(), strict=True)],
+                                 index=s.index)
+            out[c] = pd.Series(new, index=s.index, dtype=object)
+    for pc, c in percent_columns.items():
+        if c in small:
+            vals = [HIDDEN if flag else v for v, flag in
+                    zip(out[pc].astype(object).tolist(), small[c].tolist(), strict=True)]
+            out[pc] = pd.Series(vals, index=out.index, dtype=object)
+    return out
+
+
+# --- leak scan ------------------------------------------------------------------------------
+
+def scan_for_markers(folder: str | os.PathLike[str], markers: Iterable[str]) -> pd.DataFrame:
+    """Report every occurrence of any marker string in the files under ``folder``.
+
+    Parameters
+    ----------
+    folder
+        Searched recursively, hidden files and folders included; symbolic links are not
+        followed.
+    markers
+        Non-empty strings seeded into a test registry (e.g. ``"ZQXMARKER-7"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (file, marker, line) with columns ``file`` (path relative to
+        ``folder``, ``/``-separated), ``marker``, ``line`` (1-based line of the hit, counted
+        in ``\\n`` bytes). Empty when no marker occurs.
+
+    Notes
+    -----
+    Every file is read as bytes and nothing is decompressed (a marker inside a zip,
+    compressed Parquet page or PNG stream is not seen, so reports must not store data that
+    way). Each marker is searched as UTF-8 bytes, as UTF-16 (little and big endian), in
+    JSON string escaping (``\\u00e9``, ``\\/``) and in HTML escaping (``&amp;``, ``&#x27;``),
+    which covers text, CSV, HTML, notebooks and JSON.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"folder {str(folder)!r} is not a folder")
+    marks = list(markers)
+    if not marks or any(not isinstance(m, str) or not m for m in marks):
+        raise ValueError("markers must be a non-empty list of non-empty strings")
+    forms: dict[str, set[bytes]] = {}
+    for m in marks:
+        variants = {m, json.dumps(m)[1:-1], json.dumps(m, ensure_ascii=False)[1:-1],
+                    json.dumps(m)[1:-1].replace("/", "\\/"), html.escape(m),
+                    html.escape(m, quote=False), html.escape(m).replace("&#x27;", "&#39;")}
+        b = {v.encode("utf-8") for v in variants}
+        b |= {m.encode("utf-16-le"), m.encode("utf-16-be")}
+        forms[m] = b
+    rows = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            path = Path(dirpath) / fname
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            rel = path.relative_to(root).as_posix()
+            for m in marks:
+                lines: set[int] = set()
+                for form in forms[m]:
+                    start = data.find(form)
+                    while start != -1:
+                        lines.add(data.count(b"\n", 0, start) + 1)
+                        start = data.find(form, start + 1)
+                rows += [{"file": rel, "marker": m, "line": ln} for ln in sorted(lines)]
+    return pd.DataFrame(rows, columns=["file", "marker", "line"])
