@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from esi.schema import ANALGESIC_REDUCTION_FRACTION, FOLLOW_UP_WEEKS
+
 __all__ = [
     "TIMEPOINTS",
     "OutcomeSpec",
@@ -57,10 +59,9 @@ __all__ = [
     "outcome_spec",
 ]
 
-#: Follow-up visits, in weeks after the injection.
-TIMEPOINTS = (4, 12)
-#: Minimum relative fall in daily MME that counts as an analgesic reduction.
-ANALGESIC_REDUCTION_FRACTION = 0.20
+#: Follow-up visits, in weeks after the injection (``esi.schema.FOLLOW_UP_WEEKS``).
+TIMEPOINTS = tuple(FOLLOW_UP_WEEKS)
+# ANALGESIC_REDUCTION_FRACTION (0.20) comes from esi.schema, shared with the data dictionary.
 #: The accepted values of the ``missing`` run parameter.
 MISSING_RULES = ("complete_case", "locf", "bocf", "mice")
 #: Follow-up fields recorded at every visit (column ``{field}_{t}w``).
