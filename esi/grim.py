@@ -1,0 +1,280 @@
+"""GRIM and GRIMMER: can a reported mean (and SD) come from n values on a given scale?
+
+GRIM (Brown & Heathers 2017, *Soc Psychol Personal Sci* 8:363, doi:10.1177/1948550616673876):
+values that are multiples of a granularity ``g`` (1 for integer scores, 0.5 for half-point
+pain scores, 2 for a complete Oswestry form) have a sum that is a multiple of ``g``; a mean
+reported to ``d`` decimals from ``n`` values is *consistent* only if some multiple ``k g`` of
+``g`` gives ``k g / n`` inside the mean's rounding interval ``[m - 0.5 10^-d, m + 0.5 10^-d]``.
+
+GRIMMER (Anaya 2016, *PeerJ Preprints* 4:e2400v1; the analytic form of Allard 2018 as in the R
+package scrutiny and rsprite2): for each GRIM-consistent sum ``S`` (in units of ``g``), the sum
+of squares ``Q`` of the integers ``x / g`` is an integer with ``Q = (n - 1) s^2 + S^2 / n``;
+the SD's rounding interval bounds ``Q``, and ``Q`` has the parity of ``S`` (``x^2`` and ``x``
+are both even or both odd). A reported SD is consistent only if an integer ``Q`` of the right
+parity falls in the interval. Both tests give necessary conditions: "consistent" means "not
+ruled out", never "proven possible" (SPRITE, :mod:`esi.sprite`, can exhibit a sample).
+
+Both ends of a rounding interval are included, so a value is consistent whichever way the
+author rounded a half (R scrutiny's ``rounding = "up_or_down"``). All arithmetic is exact
+(:class:`fractions.Fraction`), so no floating-point edge decides a verdict.
+
+Checked against an exhaustive enumeration of every sample of small size in
+``tests/test_grim.py`` and against the published examples cited there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+__all__ = [
+    "GrimResult",
+    "GrimmerResult",
+    "grim",
+    "grim_percent",
+    "grimmer",
+    "consistent_sums",
+    "consistent_n",
+    "as_fraction",
+    "rounding_interval",
+    "ODI_COMPLETE",
+    "ODI_ONE_SKIPPED",
+    "ODI_TWO_SKIPPED",
+]
+
+#: Granularity of an Oswestry Disability Index with all 10 sections answered: 100 / (5 x 10).
+ODI_COMPLETE = Fraction(2)
+#: ODI with one section skipped: total / (5 x 9) x 100, steps of 100/45 = 20/9.
+ODI_ONE_SKIPPED = Fraction(20, 9)
+#: ODI with two sections skipped: total / (5 x 8) x 100, steps of 2.5.
+ODI_TWO_SKIPPED = Fraction(5, 2)
+
+
+def as_fraction(x: float | int | str | Fraction | Decimal) -> Fraction:
+    """Exact fraction of a reported number, read from its decimal text (``0.1`` is 1/10)."""
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, bool):
+        raise ValueError(f"expected a number, got the boolean {x!r}")
+    if isinstance(x, int):
+        return Fraction(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise ValueError(f"expected a finite number, got {x!r}")
+        return Fraction(Decimal(repr(x)))
+    return Fraction(Decimal(str(x)))
+
+
+def rounding_interval(value: float | str | Fraction, decimals: int) -> tuple[Fraction, Fraction]:
+    """The closed interval of true values that round to ``value`` at ``decimals`` places.
+
+    The lower end is clipped at 0 only by the callers that need it (SDs).
+    """
+    if int(decimals) != decimals or decimals < 0:
+        raise ValueError(f"decimals must be a non-negative whole number, got {decimals!r}")
+    v = as_fraction(value)
+    h = Fraction(1, 2 * 10 ** int(decimals))
+    return v - h, v + h
+
+
+def _check_n(n: int) -> int:
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive whole number, got {n!r}")
+    return int(n)
+
+
+def _check_g(granularity) -> Fraction:
+    g = as_fraction(granularity)
+    if g <= 0:
+        raise ValueError(f"granularity must be positive, got {granularity!r}")
+    return g
+
+
+@dataclass(frozen=True)
+class GrimResult:
+    """The GRIM verdict on one mean.
+
+    Attributes
+    ----------
+    consistent : bool
+        True when some sum of ``n`` values on the scale gives the reported mean.
+    mean, n, decimals, granularity : as given (granularity as a float)
+    sums : tuple of float
+        The consistent sums (on the value scale), empty when inconsistent.
+    nearest_below, nearest_above : float
+        The closest means ``k g / n`` just below and above the reported mean (for reporting
+        what an honest value would have been); equal to the consistent mean when there is one.
+    """
+
+    consistent: bool
+    mean: float
+    n: int
+    decimals: int
+    granularity: float
+    sums: tuple[float, ...]
+    nearest_below: float
+    nearest_above: float
+
+
+def consistent_sums(mean, n: int, decimals: int, granularity=1) -> list[Fraction]:
+    """The sums ``k g`` (exact fractions) whose mean over ``n`` rounds to ``mean``.
+
+    Parameters
+    ----------
+    mean
+        Reported mean (float, text or Fraction; read from its decimal text).
+    n
+        Number of values.
+    decimals
+        Decimal places the mean was reported to.
+    granularity
+        Step of the values (1 integer, 0.5 half points, 2 ODI complete forms; ``items`` summed
+        scores of ``m`` items averaged: ``1/m``).
+    """
+    n = _check_n(n)
+    g = _check_g(granularity)
+    lo, hi = rounding_interval(mean, decimals)
+    k_lo = math.ceil(lo * n / g)
+    k_hi = math.floor(hi * n / g)
+    return [k * g for k in range(k_lo, k_hi + 1)]
+
+
+def grim(mean, n: int, decimals: int, granularity=1) -> GrimResult:
+    """GRIM test of a mean reported to ``decimals`` places from ``n`` values on a scale.
+
+    Returns
+    -------
+    GrimResult
+        See its attributes. Example (Brown & Heathers 2017): a mean of 5.19 from 28 integer
+        responses is inconsistent (145/28 = 5.18, 146/28 = 5.21).
+    """
+    n = _check_n(n)
+    g = _check_g(granularity)
+    sums = consistent_sums(mean, n, decimals, g)
+    m = as_fraction(mean)
+    k_below = math.floor(m * n / g)
+    k_above = math.ceil(m * n / g)
+    return GrimResult(
+        consistent=bool(sums), mean=float(m), n=n, decimals=int(decimals),
+        granularity=float(g), sums=tuple(float(s) for s in sums),
+        nearest_below=float(k_below * g / n), nearest_above=float(k_above * g / n),
+    )
+
+
+def grim_percent(percent, n: int, decimals: int) -> GrimResult:
+    """GRIM for a percentage of ``n`` patients: is ``100 k / n`` equal to it after rounding?
+
+    The "values" are 0/100 per patient, so the granularity is 100.
+    """
+    return grim(percent, n, decimals, granularity=100)
+
+
+@dataclass(frozen=True)
+class GrimmerResult:
+    """The GRIMMER verdict on one mean and SD.
+
+    Attributes
+    ----------
+    consistent : bool
+        True when GRIM passes and some admissible sum of squares gives the SD.
+    grim_consistent : bool
+        The GRIM verdict on the mean alone.
+    reason : str
+        ``"consistent"``, ``"GRIM inconsistent"``, ``"no whole sum of squares"`` (Allard test 1/2),
+        ``"parity"`` (Allard test 3: only sums of squares of the wrong parity fit), or
+        ``"SD too large for the bounds"`` when ``lower``/``upper`` were given.
+    mean, sd, n, granularity : as given
+    """
+
+    consistent: bool
+    grim_consistent: bool
+    reason: str
+    mean: float
+    sd: float
+    n: int
+    granularity: float
+
+
+def _max_sd(n: int, mean: Fraction, lower: Fraction, upper: Fraction) -> float:
+    # The largest SD of n values in [lower, upper] with a given mean puts them at the bounds.
+    p = (mean - lower) / (upper - lower)
+    var = float((upper - lower) ** 2 * p * (1 - p)) * n / (n - 1)
+    return math.sqrt(max(var, 0.0))
+
+
+def grimmer(mean, sd, n: int, mean_decimals: int, sd_decimals: int | None = None,
+            granularity=1, lower=None, upper=None) -> GrimmerResult:
+    """GRIMMER test of a mean and sample SD (``ddof = 1``) from ``n`` values on a scale.
+
+    Parameters
+    ----------
+    mean, sd
+        Reported mean and standard deviation.
+    n
+        Number of values (at least 2).
+    mean_decimals, sd_decimals
+        Decimal places of each (``sd_decimals`` defaults to ``mean_decimals``).
+    granularity
+        Step of the values (see :func:`consistent_sums`).
+    lower, upper
+        Optional bounds of the scale; when both are given an SD above the largest possible for
+        the mean (all values at the bounds) is inconsistent.
+
+    Returns
+    -------
+    GrimmerResult
+        Examples (rsprite2 / scrutiny): mean 5.21, SD 1.60, n 28 is consistent; mean 3.44,
+        SD 2.47, n 18 is not (the only admissible sum of squares, 317, is odd while the sum,
+        62, is even).
+    """
+    n = _check_n(n)
+    if n < 2:
+        raise ValueError(f"n must be at least 2 for an SD, got {n!r}")
+    g = _check_g(granularity)
+    sd_decimals = mean_decimals if sd_decimals is None else sd_decimals
+    sums = consistent_sums(mean, n, mean_decimals, g)
+    s_lo, s_hi = rounding_interval(sd, sd_decimals)
+    s_lo = max(s_lo, Fraction(0))
+    base = dict(mean=float(as_fraction(mean)), sd=float(as_fraction(sd)), n=n,
+                granularity=float(g))
+    if not sums:
+        return GrimmerResult(False, False, "GRIM inconsistent", **base)
+    if lower is not None and upper is not None:
+        lo_b, hi_b = as_fraction(lower), as_fraction(upper)
+        if hi_b <= lo_b:
+            raise ValueError(f"upper ({upper!r}) must exceed lower ({lower!r})")
+        if all(_max_sd(n, s / n, lo_b, hi_b) < float(s_lo) for s in sums):
+            return GrimmerResult(False, True, "SD too large for the bounds", **base)
+    any_integer = False
+    for s in sums:
+        k = s / g  # integer sum in units of g
+        q_lo = (n - 1) * (s_lo / g) ** 2 + k * k / n
+        q_hi = (n - 1) * (s_hi / g) ** 2 + k * k / n
+        first, last = math.ceil(q_lo), math.floor(q_hi)
+        if first > last:
+            continue
+        any_integer = True
+        parity = int(k) % 2
+        if any(q % 2 == parity for q in range(first, min(last, first + 1) + 1)):
+            return GrimmerResult(True, True, "consistent", **base)
+    return GrimmerResult(False, True, "parity" if any_integer else "no whole sum of squares",
+                         **base)
+
+
+def consistent_n(mean, decimals: int, granularity=1, n_values=range(1, 101),
+                 sd=None, sd_decimals: int | None = None) -> list[int]:
+    """The sample sizes among ``n_values`` for which the mean (and SD if given) pass.
+
+    Used by the audit to say what would make an inconsistent figure consistent.
+    """
+    out = []
+    for n in n_values:
+        if sd is None:
+            ok = bool(consistent_sums(mean, n, decimals, granularity))
+        else:
+            ok = n >= 2 and grimmer(mean, sd, n, decimals, sd_decimals, granularity).consistent
+        if ok:
+            out.append(int(n))
+    return out

@@ -1,0 +1,281 @@
+"""SPRITE: samples of n values on a scale with a given mean and SD.
+
+SPRITE (Sample Parameter Reconstruction via Iterative TEchniques; Heathers, Anaya, van der Zee &
+Brown 2018, *PeerJ Preprints* 6:e26968v1) searches for samples of ``n`` values on a granular,
+bounded scale whose mean and SD round to reported figures. The set of samples it finds shows
+which distributions a published summary allows.
+
+This implementation:
+
+* works in integer units of the scale's ``step`` (values ``k * step``), with bounds per value
+  (``lower``/``upper`` may be arrays: e.g. a pain *reduction* lies in
+  ``[baseline - 10, baseline]`` for each patient);
+* accepts ``fixed`` values that count in the mean and SD but are not moved (values from another
+  grid, e.g. an Oswestry score from a form with skipped sections);
+* picks a sum consistent with the mean (GRIM on the free values), starts from a random sample
+  with that sum, then moves one unit up on one value and one unit down on another (the sum, so
+  the mean, never changes) choosing at random among the moves that bring the sum of squares
+  toward the SD's rounding interval without overshooting it when such a move exists;
+* returns the sample once its mean and SD round to the targets with a margin of 1e-9 of the
+  rounding interval (so no rounding convention decides it), restarting from a new random sample
+  when a search stalls.
+
+Every draw comes from a ``numpy.random.Generator`` built from the ``seed`` argument.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SpriteError", "sprite", "sprite_many", "rounds_to", "SpriteTarget"]
+
+
+class SpriteError(ValueError):
+    """No sample satisfies the target (or none was found within the iteration budget)."""
+
+
+def rounds_to(value: float, target: float, decimals: int, margin: float = 1e-9) -> bool:
+    """True when ``value`` lies strictly inside the rounding interval of ``target``.
+
+    The interval is ``target +/- 0.5 * 10**-decimals`` shrunk by ``margin`` times its width, so a
+    value that passes rounds to ``target`` under any convention for halves.
+    """
+    h = 0.5 * 10.0 ** -decimals
+    return abs(float(value) - float(target)) < h * (1 - margin)
+
+
+@dataclass(frozen=True)
+class SpriteTarget:
+    """A reported summary a SPRITE sample must reproduce.
+
+    Attributes
+    ----------
+    n : int
+        Sample size, including any fixed values.
+    mean, sd : float
+        Reported mean and sample SD (``ddof = 1``).
+    mean_decimals, sd_decimals : int
+        Decimal places they were reported to.
+    """
+
+    n: int
+    mean: float
+    sd: float
+    mean_decimals: int = 2
+    sd_decimals: int = 2
+
+    def matches(self, values: np.ndarray) -> bool:
+        """True when ``values`` has this size, and mean and SD round to the targets."""
+        v = np.asarray(values, dtype=float)
+        return (v.size == self.n and rounds_to(v.mean(), self.mean, self.mean_decimals)
+                and rounds_to(v.std(ddof=1), self.sd, self.sd_decimals))
+
+
+def _as_units(x, step: float, name: str, m: int) -> np.ndarray:
+    arr = np.broadcast_to(np.asarray(x, dtype=float), (m,)).astype(float)
+    u = arr / step
+    if not np.all(np.isfinite(u)) or np.any(np.abs(u - np.round(u)) > 1e-9):
+        raise ValueError(f"{name} must be multiples of step={step} (got {x!r})")
+    return np.round(u).astype(np.int64)
+
+
+def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float = 1.0,
+           mean_decimals: int = 2, sd_decimals: int = 2, fixed=(), seed=None,
+           max_iter: int = 5_000, max_restarts: int = 100) -> np.ndarray:
+    """Find one sample whose mean and SD round to ``mean`` and ``sd``.
+
+    Parameters
+    ----------
+    n
+        Sample size, including the ``fixed`` values.
+    mean, sd
+        Targets (sample SD, ``ddof = 1``).
+    lower, upper
+        Bounds of each free value: scalars, or arrays of length ``n - len(fixed)``; multiples
+        of ``step``.
+    step
+        Granularity of the free values (0.5 for half-point pain scores, 2 for complete ODI
+        forms, 1 for integers).
+    mean_decimals, sd_decimals
+        Decimal places of the targets.
+    fixed
+        Values that belong to the sample but are not searched (any real numbers).
+    seed
+        Seed or ``numpy.random.Generator``; the same seed gives the same sample.
+    max_iter, max_restarts
+        Search budget: moves per start and number of random starts.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``n - len(fixed)`` free values (floats, in the order of ``lower``/``upper``); with
+        the fixed values they have the target mean and SD to the given decimals.
+
+    Raises
+    ------
+    SpriteError
+        When no sum of free values is consistent with the mean within the bounds (GRIM), or no
+        sample was found within the budget.
+    ValueError
+        For malformed arguments (naming the argument).
+    """
+    if isinstance(n, bool) or int(n) != n or n < 2:
+        raise ValueError(f"n must be a whole number of at least 2, got {n!r}")
+    if not step > 0:
+        raise ValueError(f"step must be positive, got {step!r}")
+    if sd < 0:
+        raise ValueError(f"sd must be non-negative, got {sd!r}")
+    fixed = np.asarray(fixed, dtype=float).ravel()
+    m = int(n) - fixed.size
+    if m < 1:
+        raise ValueError(f"fixed holds {fixed.size} values, leaving none of n={n} to search")
+    lo = _as_units(lower, step, "lower", m)
+    hi = _as_units(upper, step, "upper", m)
+    if np.any(lo > hi):
+        raise ValueError("lower must not exceed upper")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    target = SpriteTarget(int(n), float(mean), float(sd), int(mean_decimals), int(sd_decimals))
+    f_sum, f_sq = float(fixed.sum()), float((fixed ** 2).sum())
+
+    # Sums of the free values (integer units) whose total mean rounds to the target.
+    hm = 0.5 * 10.0 ** -mean_decimals
+    k_lo = max(int(lo.sum()), math.ceil(((mean - hm) * n - f_sum) / step) - 1)
+    k_hi = min(int(hi.sum()), math.floor(((mean + hm) * n - f_sum) / step) + 1)
+    sums = [k for k in range(k_lo, k_hi + 1)
+            if rounds_to((k * step + f_sum) / n, mean, mean_decimals)]
+    if not sums:
+        raise SpriteError(f"no sum of {m} values in steps of {step} within the bounds gives "
+                          f"mean {mean} (n={n}): GRIM-inconsistent")
+    hs = 0.5 * 10.0 ** -sd_decimals
+    s_lo, s_hi = max(sd - hs * (1 - 1e-9), 0.0), sd + hs * (1 - 1e-9)
+    s2 = step * step
+
+    def q_window(k: int) -> tuple[float, float]:
+        # Interval of the total sum of squares giving an SD inside the rounding interval.
+        total = k * step + f_sum
+        return (n - 1) * s_lo ** 2 + total ** 2 / n, (n - 1) * s_hi ** 2 + total ** 2 / n
+
+    def grimmer_ok(k: int) -> bool:
+        # GRIMMER on the free values: their sum of squares (units) is a whole number of the
+        # parity of their sum k.
+        q_lo, q_hi = q_window(k)
+        first = math.ceil((q_lo - f_sq) / s2 - 1e-9)
+        last = math.floor((q_hi - f_sq) / s2 + 1e-9)
+        return any(q % 2 == k % 2 for q in range(first, min(last, first + 1) + 1))
+
+    sums = [k for k in sums if grimmer_ok(k)]
+    if not sums:
+        raise SpriteError(f"no sum of squares of {m} values in steps of {step} gives SD {sd} "
+                          f"with mean {mean} (n={n}): GRIMMER-inconsistent")
+    for _ in range(max_restarts):
+        k = int(rng.choice(sums))
+        q_lo, q_hi = q_window(k)
+        u = _random_start(lo, hi, k, rng)
+        if u is None:
+            continue
+        found = _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter)
+        if found is not None:
+            values = found * step
+            if target.matches(np.concatenate([values, fixed])):
+                return values.astype(float)
+    raise SpriteError(f"no sample with mean {mean} and SD {sd} (n={n}, step {step}) found in "
+                      f"{max_restarts} starts of {max_iter} moves")
+
+
+def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng) -> np.ndarray | None:
+    u = rng.integers(lo, hi + 1)
+    diff = k - int(u.sum())
+    while diff != 0:
+        room = (hi - u) if diff > 0 else (u - lo)
+        idx = np.flatnonzero(room > 0)
+        if idx.size == 0:
+            return None
+        i = rng.choice(idx)
+        take = min(abs(diff), int(room[i]), int(rng.integers(1, abs(diff) + 1)))
+        u[i] += take if diff > 0 else -take
+        diff -= take if diff > 0 else -take
+    return u
+
+
+def _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter) -> np.ndarray | None:
+    u = u.copy()
+    s2 = step * step
+    for _ in range(max_iter):
+        q = float((u.astype(float) ** 2).sum()) * s2 + f_sq
+        if q_lo <= q <= q_hi:
+            return u
+        d = u[:, None] - u[None, :]  # d[i, j] = u_i - u_j
+        if q < q_lo:
+            # Spread: raise i, lower j, with u_i >= u_j. Change in Q: s2 * (2 d + 2).
+            ok = (u < hi)[:, None] & (u > lo)[None, :] & (d >= 0)
+            np.fill_diagonal(ok, False)
+            delta = s2 * (2 * d + 2)
+            good = ok & (q + delta <= q_hi)
+        else:
+            # Contract: lower i, raise j, with u_i - u_j >= 2. Change in Q: s2 * (2 - 2 d).
+            ok = (u > lo)[:, None] & (u < hi)[None, :] & (d >= 2)
+            delta = s2 * (2 - 2 * d)
+            good = ok & (q + delta >= q_lo)
+        cand = np.argwhere(good)
+        if cand.size == 0:
+            cand = np.argwhere(ok)
+            if cand.size == 0:
+                return None
+        i, j = cand[rng.integers(len(cand))]
+        if q < q_lo:
+            u[i] += 1
+            u[j] -= 1
+        else:
+            u[i] -= 1
+            u[j] += 1
+    return None
+
+
+def sprite_many(n: int, mean: float, sd: float, k: int, *, lower, upper, step: float = 1.0,
+                mean_decimals: int = 2, sd_decimals: int = 2, seed=None,
+                max_attempts: int | None = None) -> pd.DataFrame:
+    """Up to ``k`` distinct SPRITE samples (as sorted multisets) with common bounds.
+
+    Parameters
+    ----------
+    n, mean, sd, lower, upper, step, mean_decimals, sd_decimals
+        As :func:`sprite` (``lower``/``upper`` scalars here: the values are exchangeable).
+    k
+        Number of distinct samples wanted.
+    seed
+        Seed of the whole search.
+    max_attempts
+        Searches tried in all (default ``20 * k``); fewer than ``k`` samples are returned when
+        the summary allows fewer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per value: ``sample`` (0, 1, ...), ``position`` (0 ... n-1, ascending value),
+        ``value``.
+    """
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive whole number, got {k!r}")
+    if np.ndim(lower) or np.ndim(upper):
+        raise ValueError("lower and upper must be scalars in sprite_many (exchangeable values)")
+    rng = np.random.default_rng(seed)
+    seen: set[tuple[float, ...]] = set()
+    rows = []
+    attempts = max_attempts if max_attempts is not None else 20 * int(k)
+    for _ in range(attempts):
+        if len(seen) >= k:
+            break
+        values = sprite(n, mean, sd, lower=lower, upper=upper, step=step,
+                        mean_decimals=mean_decimals, sd_decimals=sd_decimals, seed=rng,
+                        max_restarts=20)
+        key = tuple(np.sort(values).tolist())
+        if key in seen:
+            continue
+        seen.add(key)
+        s = len(seen) - 1
+        rows += [{"sample": s, "position": p, "value": v} for p, v in enumerate(key)]
+    return pd.DataFrame(rows, columns=["sample", "position", "value"])
