@@ -25,10 +25,19 @@ _LAZY = {
     "load_params": "esi.params",
 }
 
+#: Submodules reachable as attributes after ``import esi`` (imported on first use).
+_SUBMODULES = frozenset({
+    "audit", "balance", "cohort", "compare", "deid", "imports", "io", "matching", "outcomes",
+    "params", "paths", "pipeline", "plots", "propensity", "report", "schema", "sensitivity",
+    "sprite", "stats", "synthetic", "tables", "validate",
+})
+
 __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"esi.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'esi' has no attribute {name!r}")

@@ -20,7 +20,7 @@ __all__ = ["DEFAULTS", "CHOICES", "load_params", "check_params", "ParameterError
 DEFAULTS: dict[str, Any] = {
     "data_path": "data/synthetic/esi_registry_synthetic.csv",
     "run_dir": "",
-    "synthetic": True,
+    "synthetic": None,
     "seed": 2025,
     "covariates": ["age", "sex", "bmi", "pain_duration_months", "baseline_leg_pain",
                    "baseline_back_pain", "baseline_odi", "opioid_use", "depression_anxiety"],
@@ -93,9 +93,11 @@ def check_params(params: dict[str, Any], source: str = "parameters",
                                        not isinstance(out["caliper"], int | float)
                                        or out["caliper"] <= 0):
         raise bad("caliper", "must be a positive number, or null for no caliper")
-    for name in ("replace", "synthetic"):
-        if not isinstance(out[name], bool):
-            raise bad(name, "must be true or false")
+    if not isinstance(out["replace"], bool):
+        raise bad("replace", "must be true or false")
+    if out["synthetic"] is not None and not isinstance(out["synthetic"], bool):
+        raise bad("synthetic", "must be true, false, or null (synthetic exactly when data_path "
+                               "is the shipped synthetic registry)")
     if not isinstance(out["seed"], int) or isinstance(out["seed"], bool) or out["seed"] < 0:
         raise bad("seed", "must be a non-negative whole number")
     for name in ("covariates", "exact"):

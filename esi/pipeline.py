@@ -1,0 +1,562 @@
+"""The analysis as a pipeline: stages shared by the notebooks, and ``esi run``.
+
+Two halves:
+
+* :class:`Analysis` is what a notebook holds. It takes the checked run parameters and gives the
+  stages of the study - the registry, the cohort, the match, the outcome comparisons - each
+  computed once per run folder and handed to the next notebook through a file in
+  ``<run folder>/state/`` (keyed by the data's SHA-256 and the parameters the stage depends on),
+  never through memory. A notebook run on its own (JupyterLab, the papermill CLI) computes
+  whatever stage it does not find.
+* :func:`run` executes the numbered notebooks with papermill into a temporary folder, renders
+  each to HTML without code, writes ``index.html`` and ``provenance.json``, checks the tidy result
+  files, and only then renames the folder into place. A failing or interrupted run leaves no
+  folder that looks complete.
+
+The run folder of a notebook is its ``run_dir`` parameter; when that is empty, the
+``ESI_RUN_DIR`` environment variable (set by ``esi run`` and by the nbval replay), else
+``reports/interactive/``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import json
+import os
+import pickle
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from esi.io import atomic_write, read_registry, sha256_of
+from esi.params import ParameterError, check_params, load_params
+from esi.paths import (
+    KERNEL_NAME,
+    NOTEBOOKS_DIR,
+    PROJECT_ROOT,
+    REPORTS_DIR,
+    SYNTHETIC_REGISTRY,
+    resolve,
+)
+
+__all__ = [
+    "NOTEBOOKS",
+    "RESULT_FILES",
+    "Analysis",
+    "RunFailed",
+    "run",
+    "run_cli",
+    "resolve_run_dir",
+    "is_synthetic",
+    "write_reports_index",
+]
+
+#: The notebooks, in reading (and execution) order.
+NOTEBOOKS: tuple[str, ...] = (
+    "01_cohort_definition",
+    "02_matching",
+    "03_outcomes",
+    "04_sensitivity",
+    "05_reproduction_audit",
+)
+
+#: Tidy result files every complete run folder holds (the contract of DESIGN.md).
+RESULT_FILES: tuple[str, ...] = (
+    "matched_pairs.csv",
+    "balance.csv",
+    "outcomes.csv",
+    "reproduction.csv",
+    "provenance.json",
+)
+
+#: Packages whose versions are recorded in provenance.json.
+PROVENANCE_PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "pingouin", "matplotlib",
+                       "seaborn", "papermill", "nbconvert", "nbclient", "ipykernel", "pyyaml")
+
+#: Real data: counts below this are suppressed in every table and figure.
+SMALL_CELL_THRESHOLD = 5
+
+_COHORT_KEYS = ("data_path",)
+_MATCH_KEYS = _COHORT_KEYS + ("covariates", "distance", "method", "ratio", "caliper",
+                              "replace", "exact", "seed")
+
+
+class RunFailed(RuntimeError):
+    """A notebook of ``esi run`` raised; the message names the notebook and the error."""
+
+
+def resolve_run_dir(run_dir: str | os.PathLike[str] | None) -> Path:
+    """The run folder for a notebook's ``run_dir`` parameter (see the module docstring)."""
+    if run_dir:
+        return resolve(run_dir)
+    env = os.environ.get("ESI_RUN_DIR")
+    if env:
+        return resolve(env)
+    return REPORTS_DIR / "interactive"
+
+
+def is_synthetic(params: dict[str, Any]) -> bool:
+    """Whether the data of a run are synthetic (row-level output allowed).
+
+    ``synthetic: true`` or ``false`` in the parameters is taken as said; ``null`` (the default)
+    means: synthetic exactly when ``data_path`` is the shipped synthetic registry.
+    """
+    flag = params.get("synthetic")
+    if flag is None:
+        return resolve(params["data_path"]) == SYNTHETIC_REGISTRY.resolve()
+    return bool(flag)
+
+
+def _key(parts: dict[str, Any]) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Analysis:
+    """The stages of one analysis, for one set of parameters and one run folder.
+
+    Parameters
+    ----------
+    params
+        Run parameters (checked with :func:`esi.params.check_params`; unknown names raise).
+    extra
+        Names of further notebook parameters allowed in ``params`` (e.g. sensitivity settings).
+    persist
+        Hand stages over through ``state/`` files of the run folder (notebooks); ``False``
+        keeps them in memory only (sweep points).
+
+    Notes
+    -----
+    Each stage is computed at most once per run folder: its result is pickled into
+    ``state/<stage>-<key>.pkl`` where the key hashes the data file's SHA-256 and the parameters
+    the stage depends on. Pickles are an internal hand-over between the notebooks of one run,
+    made and read by the same installed versions; they are not a result format (the tidy CSV
+    files are).
+    """
+
+    def __init__(self, params: dict[str, Any], extra: tuple[str, ...] = (),
+                 persist: bool = True):
+        self.params = check_params(dict(params), source="notebook parameters", extra=extra)
+        self.run_dir = resolve_run_dir(self.params.get("run_dir"))
+        self.data_path = resolve(self.params["data_path"])
+        self.synthetic = is_synthetic(self.params)
+        #: Counts below this are shown as "<N" for real data; None for synthetic data.
+        self.suppress_below: int | None = None if self.synthetic else SMALL_CELL_THRESHOLD
+        self.persist = persist
+        self._memo: dict[str, Any] = {}
+
+    # --- hand-over ---------------------------------------------------------------------
+    def _stage(self, name: str, keys: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+        if name in self._memo:
+            return self._memo[name]
+        if not self.persist:
+            self._memo[name] = compute()
+            return self._memo[name]
+        key = _key({"data": self.data_sha256, **{k: self.params[k] for k in keys},
+                    "synthetic": self.synthetic})
+        path = self.run_dir / "state" / f"{name}-{key}.pkl"
+        if path.exists():
+            with open(path, "rb") as fh:
+                value = pickle.load(fh)
+        else:
+            value = compute()
+            with atomic_write(path, "wb") as fh:
+                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self._memo[name] = value
+        return value
+
+    @property
+    def data_sha256(self) -> str:
+        """SHA-256 of the registry file's bytes."""
+        if "sha" not in self._memo:
+            if not self.data_path.exists():
+                raise FileNotFoundError(f"data_path: no such registry file: {self.data_path}")
+            self._memo["sha"] = sha256_of(self.data_path)
+        return self._memo["sha"]
+
+    # --- stages --------------------------------------------------------------------------
+    def registry(self) -> pd.DataFrame:
+        """The validated registry (:func:`esi.io.read_registry`). For real data, exact dates
+        are reduced and patient ids pseudonymised first (:mod:`esi.deid`)."""
+        def compute() -> pd.DataFrame:
+            reg = read_registry(self.data_path)
+            if not self.synthetic:
+                from esi.deid import protect_registry
+
+                reg = protect_registry(reg)
+            return reg
+
+        return self._stage("registry", _COHORT_KEYS, compute)
+
+    def cohort(self):
+        """Eligibility and imaging groups (:func:`esi.cohort.define_cohort`)."""
+        from esi.cohort import define_cohort
+
+        return self._stage("cohort", _COHORT_KEYS, lambda: define_cohort(self.registry()))
+
+    def match(self):
+        """The propensity match of the eligible patients (:func:`esi.matching.match`)."""
+        from esi.matching import match
+
+        p = self.params
+
+        def compute():
+            return match(self.cohort().eligible, "near_normal", p["covariates"],
+                         method=p["method"], distance=p["distance"], ratio=p["ratio"],
+                         caliper=p["caliper"], replace=p["replace"],
+                         exact=p["exact"] or None, random_state=p["seed"])
+
+        return self._stage("match", _MATCH_KEYS, compute)
+
+    def outcomes(self) -> pd.DataFrame:
+        """Near-normal cases versus matched controls, every outcome and visit
+        (:func:`esi.compare.compare_matched`)."""
+        from esi.compare import compare_matched
+
+        p = self.params
+        keys = _MATCH_KEYS + ("test", "binary_test", "missing", "success_threshold", "alpha")
+        return self._stage("outcomes", keys, lambda: compare_matched(
+            self.cohort().eligible, self.match(), test=p["test"],
+            binary_test=p["binary_test"], missing=p["missing"],
+            success_threshold=p["success_threshold"], alpha=p["alpha"],
+            random_state=p["seed"]))
+
+    # --- outputs -------------------------------------------------------------------------
+    def present(self, table: pd.DataFrame) -> pd.DataFrame:
+        """A table as it may be shown or written: unchanged for synthetic data; for real data,
+        counts between 1 and ``suppress_below - 1`` become ``"<5"`` (also inside text such as
+        ``"prior spine surgery: 3"``) via :func:`esi.deid.suppress_small_counts`."""
+        if self.suppress_below is None:
+            return table
+        from esi.deid import suppress_small_counts
+
+        return suppress_small_counts(table, threshold=self.suppress_below)
+
+    def write_csv(self, name: str, table: pd.DataFrame, index: bool = False) -> Path:
+        """Write a tidy result file into the run folder, atomically (floats to 10 digits)."""
+        path = self.run_dir / name
+        with atomic_write(path) as fh:
+            table.to_csv(fh, index=index, float_format="%.10g", lineterminator="\n")
+        return path
+
+    def read_csv(self, name: str) -> pd.DataFrame:
+        """Read a result file another notebook wrote into the run folder."""
+        path = self.run_dir / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run the notebook that writes {name} "
+                                    "first (or `esi run`)")
+        return pd.read_csv(path)
+
+
+# --- esi run -----------------------------------------------------------------------------
+
+def _kernel_name() -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    return KERNEL_NAME if KERNEL_NAME in specs else "python3"
+
+
+def _git_commit() -> dict[str, Any]:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": "unknown", "dirty": None}
+    if head.returncode != 0:
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PROVENANCE_PACKAGES + ("esi",):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _render_html(notebook: Path, target: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    with atomic_write(target) as fh:
+        fh.write(body)
+
+
+def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
+             timeout: float) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel,
+                            progress_bar=False, cwd=str(NOTEBOOKS_DIR),
+                            execution_timeout=timeout, log_output=False,
+                            stdout_file=None, stderr_file=None)
+    except PapermillExecutionError as exc:
+        raise RunFailed(f"{src.name}: cell {exc.exec_count} raised {exc.ename}: "
+                        f"{exc.evalue}") from None
+
+
+def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
+        params_source: str = "parameters", log: Callable[[str], None] = print) -> Path:
+    """Execute every notebook with ``params`` and build the run folder ``out``.
+
+    Parameters
+    ----------
+    params
+        Checked run parameters (:func:`esi.params.load_params`).
+    out
+        The run folder to create. It is built as ``.<name>.partial-*`` beside it and renamed
+        into place only when every notebook succeeded and every result file exists; an older
+        folder of the same name is replaced then.
+    timeout
+        Seconds a notebook cell may run before the run fails.
+    params_source
+        Where the parameters came from, recorded in provenance.json.
+    log
+        Receives one line per step.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    RunFailed
+        A notebook raised or a result file is missing; the partial folder is removed.
+    """
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    started = _dt.datetime.now(_dt.UTC)
+    t0 = time.perf_counter()
+    data_path = resolve(params["data_path"])
+    sha_before = sha256_of(data_path) if data_path.exists() else None
+    kernel = _kernel_name()
+    nb_params = {k: v for k, v in params.items() if k != "run_dir"}
+    old_env = {k: os.environ.get(k) for k in ("ESI_RUN_DIR", "MPLCONFIGDIR")}
+    os.environ["ESI_RUN_DIR"] = str(build)
+    if not os.environ.get("MPLCONFIGDIR"):
+        os.environ["MPLCONFIGDIR"] = str(Path(tempfile.gettempdir()) / "esi-mplconfig")
+    timings: dict[str, float] = {}
+    try:
+        for name in NOTEBOOKS:
+            src = NOTEBOOKS_DIR / f"{name}.ipynb"
+            dst = build / f"{name}.ipynb"
+            t = time.perf_counter()
+            log(f"running {name} ...")
+            _execute(src, dst, nb_params, kernel, timeout)
+            _render_html(dst, build / f"{name}.html")
+            timings[name] = round(time.perf_counter() - t, 2)
+        sha_after = sha256_of(data_path) if data_path.exists() else None
+        if sha_after != sha_before:
+            raise RunFailed(f"{data_path} changed during the run (sha256 {sha_before} -> "
+                            f"{sha_after}); results discarded")
+        provenance = {
+            "parameters": params,
+            "parameters_source": params_source,
+            "synthetic": is_synthetic(params),
+            "data": {"path": _display_path(data_path), "sha256_before": sha_before,
+                     "sha256_after": sha_after},
+            "git": _git_commit(),
+            "versions": _versions(),
+            "kernel": kernel,
+            "notebooks": list(NOTEBOOKS),
+            "notebook_seconds": timings,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "wall_seconds": round(time.perf_counter() - t0, 2),
+        }
+        with atomic_write(build / "provenance.json") as fh:
+            json.dump(provenance, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        missing = [f for f in RESULT_FILES if not (build / f).exists()]
+        if missing:
+            raise RunFailed(f"the notebooks did not write {', '.join(missing)}")
+        shutil.rmtree(build / "state", ignore_errors=True)
+        _write_index(build, params, provenance)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if out.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, trash / out.name)
+        os.replace(build, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(build, out)
+    if out.parent.resolve() == REPORTS_DIR.resolve():
+        write_reports_index()
+    return out
+
+
+def _display_path(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(p)
+
+
+_TITLE = ("Lumbar epidural steroid injections for lumbosacral radicular pain in patients with "
+          "near-normal imaging: a propensity-matched study")
+
+
+def _key_results(folder: Path) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    pairs = folder / "matched_pairs.csv"
+    if pairs.exists():
+        mp = pd.read_csv(pairs)
+        rows.append(("Matched cohort", f"{mp['treated'].nunique()} near-normal cases, "
+                                       f"{mp['control'].nunique()} matched controls"))
+    bal = folder / "balance.csv"
+    if bal.exists():
+        b = pd.read_csv(bal)
+        col = next((c for c in ("smd_after", "smd_matched") if c in b.columns), None)
+        if col is not None:
+            rows.append(("Largest |SMD| after matching", f"{b[col].abs().max():.3f}"))
+    oc = folder / "outcomes.csv"
+    if oc.exists():
+        o = pd.read_csv(oc)
+        for _, r in o.iterrows():
+            if r.get("kind") == "continuous" and r["outcome"] in ("leg_pain_reduction",
+                                                                  "odi_reduction"):
+                rows.append((f"{r['outcome']} at {r['timepoint_weeks']} weeks",
+                             f"{r['mean_cases']:.2f} (SD {r['sd_cases']:.2f}) vs. "
+                             f"{r['mean_controls']:.2f} (SD {r['sd_controls']:.2f}); "
+                             f"P = {r['p_value']:.3f}"))
+            if r.get("kind") == "binary" and r["outcome"] == "positive_outcome":
+                rows.append((f"positive outcome at {r['timepoint_weeks']} weeks",
+                             f"{r['percent_cases']:.2f}% vs. {r['percent_controls']:.2f}%; "
+                             f"P = {r['p_value']:.3f}"))
+    rep = folder / "reproduction.csv"
+    if rep.exists():
+        r = pd.read_csv(rep)
+        rows.append(("Published figures reproduced",
+                     f"{int(r['match'].astype(bool).sum())} of {len(r)}"))
+    return rows
+
+
+def _write_index(folder: Path, params: dict[str, Any], provenance: dict[str, Any]) -> None:
+    e = html.escape
+    links = "".join(f'<li><a href="{n}.html">{e(n.replace("_", " ", 1))}</a></li>'
+                    for n in NOTEBOOKS)
+    files = "".join(f'<li><a href="{f}">{f}</a></li>' for f in sorted(
+        p.name for p in folder.iterdir() if p.suffix in (".csv", ".json")))
+    par = "".join(f"<tr><th>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>"
+                  for k, v in params.items())
+    res = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _key_results(folder))
+    data_note = ("synthetic registry (not patient data)" if provenance["synthetic"]
+                 else "real registry (aggregate results only)")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ESI near-normal imaging: run report</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
+table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}
+</style></head><body>
+<h1>{e(_TITLE)}</h1>
+<p>Reproducible analysis of Cohen et al., Interventional Pain Medicine 2025;4(2):100574.
+Data: {e(provenance['data']['path'])}, {e(data_note)}, sha256 {e(str(provenance['data']['sha256_before']))}.
+Run finished {e(provenance['finished'])} in {provenance['wall_seconds']} s at commit
+{e(str(provenance['git']['commit'])[:12])}.</p>
+<h2>Reports</h2><ol>{links}</ol>
+<h2>Key results</h2><table>{res}</table>
+<h2>Parameters</h2><table>{par}</table>
+<h2>Result files</h2><ul>{files}</ul>
+</body></html>
+"""
+    with atomic_write(folder / "index.html") as fh:
+        fh.write(page)
+
+
+def write_reports_index(reports: Path = REPORTS_DIR) -> Path:
+    """Write ``reports/index.html``: a link to every complete run folder under ``reports``."""
+    runs = sorted(p.parent.name for p in reports.glob("*/index.html")
+                  if not p.parent.name.startswith("."))
+    items = "".join(f'<li><a href="{html.escape(r)}/index.html">{html.escape(r)}</a></li>'
+                    for r in runs)
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>ESI '
+            f'compendium: runs</title></head><body><h1>{html.escape(_TITLE)}</h1>'
+            f"<p>Rendered runs of the compendium (each folder: one parameter set).</p>"
+            f"<ul>{items}</ul></body></html>\n")
+    target = reports / "index.html"
+    with atomic_write(target) as fh:
+        fh.write(page)
+    return target
+
+
+def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bool,
+            timeout: float) -> int:
+    """``esi run``: load parameters, run, print where the reports are; return the exit code."""
+    from esi.io import RegistryError
+
+    overrides: dict[str, Any] = {}
+    if data is not None:
+        overrides["data_path"] = str(Path(data).resolve())
+        overrides["synthetic"] = True if synthetic else None
+    elif synthetic:
+        overrides["synthetic"] = True
+    try:
+        p = load_params(params, overrides=overrides, extra=_notebook_extra())
+    except ParameterError as exc:
+        print(f"esi run: {exc}", file=sys.stderr)
+        return 2
+    data_path = resolve(p["data_path"])
+    if not data_path.is_file():
+        print(f"esi run: data_path: no such registry file: {data_path}", file=sys.stderr)
+        return 2
+    from esi.validate import validate_file
+
+    report = validate_file(data_path)
+    if not report.ok:
+        for prob in report.problems:
+            print(prob, file=sys.stderr)
+        print(f"esi run: {data_path} has {len(report.problems)} problem(s); nothing was run "
+              "(see `esi validate`)", file=sys.stderr)
+        return 2
+    name = Path(params).stem if params else "default"
+    target = Path(out) if out else REPORTS_DIR / name
+    try:
+        folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
+                     log=lambda m: print(m, file=sys.stderr))
+    except RunFailed as exc:
+        print(f"esi run: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except RegistryError as exc:
+        print(f"esi run: {exc}", file=sys.stderr)
+        return 2
+    print(f"reports written to {folder}/index.html")
+    return 0
+
+
+def _notebook_extra() -> tuple[str, ...]:
+    try:
+        from esi.sensitivity import PARAMETER_DEFAULTS
+    except ImportError:
+        return ()
+    return tuple(PARAMETER_DEFAULTS)

@@ -1,0 +1,81 @@
+"""The cohort flow diagram (notebook 01)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["flow_diagram"]
+
+
+def flow_diagram(flow: pd.DataFrame, groups: pd.DataFrame | None = None,
+                 suppress_below: int | None = None) -> Figure:
+    """Draw the eligibility flow: one box per step with the patients remaining, and beside
+    it the patients excluded at that step with their reasons.
+
+    Parameters
+    ----------
+    flow
+        :attr:`esi.cohort.Cohort.flow` (columns ``criterion``, ``n_before``, ``n_excluded``,
+        ``n_after``, ``reasons``).
+    groups
+        Optional final split (:meth:`esi.cohort.Cohort.group_counts`): the eligible near-normal
+        and abnormal patients are drawn under the last box.
+    suppress_below
+        For real data: counts in ``1 .. suppress_below - 1`` are shown as ``<N``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    def n(x: int) -> str:
+        if suppress_below and 0 < x < suppress_below:
+            return f"<{suppress_below}"
+        return str(int(x))
+
+    def reasons(text: str) -> str:
+        if not isinstance(text, str) or not text:
+            return ""
+        parts = []
+        for item in text.split("; "):
+            label, _, count = item.rpartition(": ")
+            parts.append(f"{label}: {n(int(count))}")
+        return "\n".join(parts)
+
+    steps = len(flow)
+    height = 1.25 * (steps + 2)
+    fig, ax = plt.subplots(figsize=(9.5, height))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, steps + 2)
+    ax.axis("off")
+    box = dict(boxstyle="round,pad=0.4", fc="#eef3f8", ec="#335577")
+    exc = dict(boxstyle="round,pad=0.3", fc="#fbeeee", ec="#aa5555")
+    y = steps + 1.5
+    ax.text(3, y, f"Registry\nn = {n(flow['n_before'].iloc[0])}", ha="center", va="center",
+            bbox=box, fontsize=9)
+    for _, row in flow.iterrows():
+        y_next = y - 1
+        ax.annotate("", xy=(3, y_next + 0.3), xytext=(3, y - 0.3),
+                    arrowprops=dict(arrowstyle="->", color="#335577"))
+        ax.text(3, y_next, f"{row['criterion']}\nn = {n(row['n_after'])}", ha="center",
+                va="center", bbox=box, fontsize=8.5)
+        if row["n_excluded"]:
+            ax.annotate("", xy=(6.1, y - 0.5), xytext=(3, y - 0.5),
+                        arrowprops=dict(arrowstyle="->", color="#aa5555"))
+            detail = reasons(row["reasons"])
+            ax.text(6.2, y - 0.5, f"excluded: {n(row['n_excluded'])}\n{detail}", ha="left",
+                    va="center", bbox=exc, fontsize=7.5)
+        y = y_next
+    if groups is not None:
+        g = groups.set_index("imaging_group")["eligible"]
+        ax.text(1.6, y - 0.85, f"near-normal MRI\nn = {n(g.get('near_normal', 0))}",
+                ha="center", va="center", bbox=box, fontsize=8.5)
+        ax.text(4.4, y - 0.85, f"concordant pathology\nn = {n(g.get('abnormal', 0))}",
+                ha="center", va="center", bbox=box, fontsize=8.5)
+        for x in (1.6, 4.4):
+            ax.annotate("", xy=(x, y - 0.55), xytext=(3, y - 0.3),
+                        arrowprops=dict(arrowstyle="->", color="#335577"))
+    ax.set_title("Cohort flow", fontsize=11)
+    fig.tight_layout()
+    return fig
