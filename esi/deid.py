@@ -161,16 +161,16 @@ def identifier_by_name(name: str) -> str | None:
     key = "".join(toks)
     if key in _NAME_KEYS:
         return "name"
+    if any(t in {"mail", "email", "emails"} for t in toks) or "email" in key:
+        return "email"  # before "address": e_mail_address is an e-mail address
     hints: dict[str, str] = {frag: _HINT_KIND[what] for frag, what in
                              IDENTIFIER_NAME_HINTS.items()}
     hints.update(_EXTRA_NAME_HINTS)
     for frag, kind in hints.items():
         if frag == "name":
             continue  # handled above and by the person-name fragments
-        if frag == "mail":
-            if any(t in {"mail", "email", "emails"} for t in toks) or key.endswith("email"):
-                return kind
-            continue
+        if frag in ("mail", "email"):
+            continue  # handled above
         if len(frag) >= 5:
             if frag in key:
                 return kind
