@@ -1,0 +1,519 @@
+"""Multiverse (specification curve): every defensible analysis of the same registry.
+
+Each *specification* is one combination of the analyst's choices: covariate set, distance
+(propensity or logit), matching method (nearest, optimal), ratio (1, 2, 3), caliper (none,
+0.1, 0.2, 0.5 SD of the distance), matching with or without replacement, missing-data rule
+and test. For each, :func:`multiverse` reports the matched sample size, the largest absolute
+standardised mean difference after matching, and the estimate, 1 - alpha confidence interval
+and P-value of the primary outcome (leg-pain reduction) and of the composite positive
+outcome. :func:`run_multiverse` writes the table as ``multiverse.csv`` (``esi multiverse``).
+
+Choices that cannot be combined are left out of the grid, never silently changed:
+``method="optimal"`` with ``replace=True`` (not defined). The binary test follows the
+analysis design and is listed in every row: McNemar's exact test for a paired test of 1:1
+pairs, Fisher's exact test otherwise (McNemar needs one control per case). ``missing="mice"``
+is not in the default grid (it multiplies every analysis by the number of imputations); it
+raises ``ValueError`` if requested.
+
+Speed
+-----
+Matching is done once per matching specification (covariate set x distance x method x ratio
+x caliper x replacement) and shared by the missing rules and tests; outcomes are derived once
+per missing rule. The comparisons use the same observations and formulas as
+:func:`esi.compare.compare_matched` (a test checks equality) but compute only the estimate,
+interval and P-value with numpy/scipy, because the general-purpose ``esi.stats`` functions
+(3-35 ms each with their effect sizes and intervals) would take minutes over thousands of
+specifications. A pool of ``workers`` processes shares the matching specifications; results
+do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from esi import stats as st
+from esi.balance import smd
+from esi.matching import match
+from esi.outcomes import apply_missing_rule, derive_outcomes
+from esi.params import DEFAULTS
+from esi.propensity import design_matrix
+
+__all__ = [
+    "DEFAULT_COVARIATE_SETS",
+    "DEFAULT_GRID",
+    "MULTIVERSE_COLUMNS",
+    "specification_grid",
+    "multiverse",
+    "run_multiverse",
+]
+
+#: The documented covariate sets of the multiverse (run parameter
+#: ``multiverse_covariate_sets`` overrides them).
+DEFAULT_COVARIATE_SETS: dict[str, list[str]] = {
+    # the default analysis (params/default.yaml)
+    "default": list(DEFAULTS["covariates"]),
+    # who the patient is
+    "demographic": ["age", "sex", "bmi"],
+    # how bad the pain is and how long it has lasted
+    "clinical": ["baseline_leg_pain", "baseline_back_pain", "baseline_odi",
+                 "pain_duration_months", "opioid_use"],
+    # the default plus social factors known to predict ESI outcomes
+    "extended": [*DEFAULTS["covariates"], "smoking", "employment"],
+}
+
+#: The other dimensions of the default grid (run parameters ``multiverse_<name>``).
+DEFAULT_GRID: dict[str, tuple] = {
+    "distance": ("propensity", "logit"),
+    "method": ("nearest", "optimal"),
+    "ratio": (1, 2, 3),
+    "caliper": (None, 0.1, 0.2, 0.5),
+    "replace": (False, True),
+    "missing": ("complete_case", "locf", "bocf"),
+    "test": ("welch", "student", "mann_whitney", "paired_t", "wilcoxon"),
+}
+
+_MATCH_KEYS = ("covariate_set", "distance", "method", "ratio", "caliper", "replace")
+_PAIRED = ("paired_t", "wilcoxon")
+_MISSING_OK = ("complete_case", "locf", "bocf")
+
+#: Columns of :func:`multiverse` / ``multiverse.csv``.
+MULTIVERSE_COLUMNS = [
+    "spec_id", "covariate_set", "distance", "method", "ratio", "caliper", "replace",
+    "missing", "test", "binary_test", "timepoint_weeks", "n_cases_matched",
+    "n_controls_matched", "n_matched", "max_abs_smd",
+    "primary_outcome", "primary_n_cases", "primary_n_controls", "primary_estimate",
+    "primary_ci_low", "primary_ci_high", "primary_p_value",
+    "positive_outcome", "positive_n_cases", "positive_n_controls", "positive_estimate",
+    "positive_ci_low", "positive_ci_high", "positive_p_value", "status",
+]
+
+
+def binary_test_for(test: str, ratio: int) -> str:
+    """The binary test paired with a continuous ``test``: McNemar for paired 1:1, else Fisher."""
+    return "mcnemar" if test in _PAIRED and ratio == 1 else "fisher"
+
+
+def specification_grid(covariate_sets: Mapping[str, Sequence[str]] | None = None,
+                       **dimensions: Sequence[Any]) -> pd.DataFrame:
+    """Every valid combination of the analytic choices.
+
+    Parameters
+    ----------
+    covariate_sets
+        Name -> covariate list; default :data:`DEFAULT_COVARIATE_SETS`.
+    **dimensions
+        Values for ``distance``, ``method``, ``ratio``, ``caliper``, ``replace``, ``missing``
+        and ``test`` replacing those of :data:`DEFAULT_GRID`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per specification: ``spec_id`` (0, 1, ...), ``covariate_set``, ``covariates``
+        (``;``-joined), ``distance``, ``method``, ``ratio``, ``caliper`` (NaN = none),
+        ``replace``, ``missing``, ``test``, ``binary_test``. Optimal matching with
+        replacement is left out (not defined).
+
+    Raises
+    ------
+    ValueError
+        For an unknown dimension, an empty one, or ``missing="mice"``.
+    """
+    sets = dict(DEFAULT_COVARIATE_SETS if covariate_sets is None else covariate_sets)
+    if not sets or any(not list(v) for v in sets.values()):
+        raise ValueError("covariate_sets: give at least one non-empty covariate set")
+    unknown = sorted(set(dimensions) - set(DEFAULT_GRID))
+    if unknown:
+        raise ValueError(f"dimensions: unknown {', '.join(unknown)}; known: "
+                         f"{', '.join(DEFAULT_GRID)}")
+    grid = {**DEFAULT_GRID, **{k: tuple(v) for k, v in dimensions.items()}}
+    for name, values in grid.items():
+        if not values:
+            raise ValueError(f"{name}: give at least one value")
+    bad = [m for m in grid["missing"] if m not in _MISSING_OK]
+    if bad:
+        raise ValueError(f"missing: {bad} not available in the multiverse (use one of "
+                         f"{', '.join(_MISSING_OK)}; 'mice' would repeat every analysis per "
+                         "imputation)")
+    rows = []
+    for name, dist, method, ratio, caliper, replace, missing, test in itertools.product(
+            sets, grid["distance"], grid["method"], grid["ratio"], grid["caliper"],
+            grid["replace"], grid["missing"], grid["test"]):
+        if method == "optimal" and replace:
+            continue
+        rows.append({"covariate_set": name, "covariates": ";".join(sets[name]),
+                     "distance": dist, "method": method, "ratio": int(ratio),
+                     "caliper": np.nan if caliper is None else float(caliper),
+                     "replace": bool(replace), "missing": missing, "test": test,
+                     "binary_test": binary_test_for(test, int(ratio))})
+    out = pd.DataFrame(rows)
+    out.insert(0, "spec_id", np.arange(len(out)))
+    return out
+
+
+# --------------------------------------------------------------------------- fast comparisons
+def _mean_difference(x: np.ndarray, y: np.ndarray, test: str, alpha: float
+                     ) -> tuple[float, float, float]:
+    """Mean difference and its t interval, as esi.stats.mean_difference for ``test``."""
+    if test in _PAIRED:
+        d = x - y
+        n = d.size
+        if n < 2:
+            return float(d.mean()) if n else np.nan, np.nan, np.nan
+        se, df, est = d.std(ddof=1) / np.sqrt(n), n - 1, d.mean()
+    else:
+        n1, n2 = x.size, y.size
+        if n1 < 2 or n2 < 2:
+            return np.nan, np.nan, np.nan
+        v1, v2 = x.var(ddof=1), y.var(ddof=1)
+        est = x.mean() - y.mean()
+        if test == "student":
+            df = n1 + n2 - 2
+            se = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / df * (1 / n1 + 1 / n2))
+        else:
+            a, b = v1 / n1, v2 / n2
+            se = np.sqrt(a + b)
+            df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)) if se > 0 else np.nan
+    if not se > 0:
+        return float(est), np.nan, np.nan
+    q = stats.t.ppf(1 - alpha / 2, df) * se
+    return float(est), float(est - q), float(est + q)
+
+
+def _continuous_p(x: np.ndarray, y: np.ndarray, test: str, mean_ci) -> float:
+    """Two-sided P-value with R's conventions (as esi.stats)."""
+    est, lo, hi = mean_ci
+    if test in ("welch", "student", "paired_t"):
+        if not np.isfinite(lo):
+            return np.nan
+        # the t statistic from the interval: est / se, df implied by the interval's quantile
+        n1, n2 = x.size, y.size
+        if test == "paired_t":
+            d = x - y
+            t, df = d.mean() / (d.std(ddof=1) / np.sqrt(d.size)), d.size - 1
+        else:
+            v1, v2 = x.var(ddof=1), y.var(ddof=1)
+            if test == "student":
+                df = n1 + n2 - 2
+                se = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / df * (1 / n1 + 1 / n2))
+            else:
+                a, b = v1 / n1, v2 / n2
+                se = np.sqrt(a + b)
+                df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1))
+            t = est / se
+        return float(2 * stats.t.sf(abs(t), df))
+    if test == "mann_whitney":
+        if x.size == 0 or y.size == 0:
+            return np.nan
+        ties = np.unique(np.r_[x, y]).size < x.size + y.size
+        exact = x.size < 50 and y.size < 50 and not ties
+        return float(stats.mannwhitneyu(x, y, alternative="two-sided", use_continuity=True,
+                                        method="exact" if exact else "asymptotic").pvalue)
+    d = x - y
+    zeros = bool(np.any(d == 0))
+    d = d[d != 0]
+    n = d.size
+    if n == 0:
+        return np.nan
+    ties = np.unique(np.abs(d)).size < n
+    if n < 50 and not ties and not zeros:
+        return float(stats.wilcoxon(d, alternative="two-sided", method="exact").pvalue)
+    ranks = stats.rankdata(np.abs(d))
+    v = ranks[d > 0].sum()
+    _, counts = np.unique(ranks, return_counts=True)
+    z = v - n * (n + 1) / 4.0
+    sigma = np.sqrt(n * (n + 1) * (2 * n + 1) / 24.0 - np.sum(counts**3 - counts) / 48.0)
+    if not sigma > 0:
+        return np.nan
+    z = (z - np.sign(z) * 0.5) / sigma
+    return float(min(1.0, 2 * min(stats.norm.cdf(z), stats.norm.sf(z))))
+
+
+def _binary(case_events: np.ndarray, control_events: np.ndarray, test: str, alpha: float,
+            paired: np.ndarray | None) -> tuple[float, float, float, float]:
+    """Risk difference (Newcombe interval) and P-value, as esi.compare for ``test``."""
+    conf = 1 - alpha
+    if test == "mcnemar":
+        a_case, a_ctrl = paired[:, 0] > 0.5, paired[:, 1] > 0.5
+        table = [[int(np.sum(a_case & a_ctrl)), int(np.sum(a_case & ~a_ctrl))],
+                 [int(np.sum(~a_case & a_ctrl)), int(np.sum(~a_case & ~a_ctrl))]]
+        rd = st.paired_risk_difference(table, confidence=conf)
+        b, c = table[0][1], table[1][0]
+        p = float(stats.binomtest(b, b + c).pvalue) if b + c > 0 else 1.0
+        return rd.estimate, rd.ci_low, rd.ci_high, p
+    n1, n2 = case_events.size, control_events.size
+    ev1, ev2 = int(case_events.sum()), int(control_events.sum())
+    if n1 == 0 or n2 == 0:
+        return np.nan, np.nan, np.nan, np.nan
+    rd = st.risk_difference(ev1, n1, ev2, n2, confidence=conf)
+    table = np.array([[ev1, n1 - ev1], [ev2, n2 - ev2]])
+    p = float(stats.fisher_exact(table).pvalue)
+    return rd.estimate, rd.ci_low, rd.ci_high, min(p, 1.0)
+
+
+# --------------------------------------------------------------------------- worker
+_SHARED: dict[str, Any] = {}
+
+
+def _init_worker(shared: dict[str, Any]) -> None:
+    _SHARED.clear()
+    _SHARED.update(shared)
+
+
+def _max_abs_smd(result, covariate_set: str) -> float:
+    x_all = _SHARED["designs"][covariate_set]
+    index = result.treatment.index
+    x = x_all.reindex(index).to_numpy(float)
+    t = result.treatment.to_numpy()
+    w = result.weights.reindex(index).to_numpy(float)
+    values = [abs(smd(x[:, j], t, w)) for j in range(x.shape[1])]
+    return float(np.nanmax(values)) if values else np.nan
+
+
+def _analyse(pos_t: np.ndarray, pos_c: np.ndarray, spec: dict, alpha: float
+             ) -> dict[str, Any]:
+    """Primary and positive outcome of one specification; positions index the registry."""
+    rule, test = spec["missing"], spec["test"]
+    uniq, first, codes = np.unique(pos_t, return_index=True, return_inverse=True)
+    case_pos = uniq  # each case once (order does not matter to the statistics)
+    out: dict[str, Any] = {}
+    for prefix in ("primary", "positive"):
+        column = _SHARED[prefix]
+        values = _SHARED["outcomes"][rule][column]
+        paired = (test in _PAIRED if prefix == "primary"
+                  else spec["binary_test"] == "mcnemar")
+        if paired:
+            ctrl = values[pos_c]
+            known = np.isfinite(ctrl)
+            n_ctrl = np.bincount(codes, weights=known, minlength=uniq.size)
+            sums = np.bincount(codes, weights=np.where(known, ctrl, 0.0), minlength=uniq.size)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ctrl_mean = sums / n_ctrl
+            case = values[case_pos]
+            keep = np.isfinite(case) & (n_ctrl > 0)
+            x, y = case[keep], ctrl_mean[keep]
+            n_cases, n_controls = int(keep.sum()), int(n_ctrl[keep].sum())
+        else:
+            x, y = values[case_pos], values[pos_c]
+            x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+            n_cases, n_controls = x.size, y.size
+        if prefix == "primary":
+            mean_ci = _mean_difference(x, y, test, alpha)
+            found = (*mean_ci, _continuous_p(x, y, test, mean_ci))
+        else:
+            found = _binary(x, y, spec["binary_test"], alpha, np.c_[x, y] if paired else None)
+        out.update({f"{prefix}_outcome": column, f"{prefix}_n_cases": n_cases,
+                    f"{prefix}_n_controls": n_controls, f"{prefix}_estimate": found[0],
+                    f"{prefix}_ci_low": found[1], f"{prefix}_ci_high": found[2],
+                    f"{prefix}_p_value": found[3]})
+    return out
+
+
+def _run_group(task: tuple[dict, list[dict]]) -> list[dict]:
+    key, specs = task
+    registry = _SHARED["registry"]
+    covariates = _SHARED["covariate_sets"][key["covariate_set"]]
+    caliper = None if pd.isna(key["caliper"]) else float(key["caliper"])
+    base = {"n_cases_matched": 0, "n_controls_matched": 0, "n_matched": 0,
+            "max_abs_smd": np.nan}
+    try:
+        result = match(registry, _SHARED["treatment"], covariates, method=key["method"],
+                       distance=key["distance"], ratio=int(key["ratio"]), caliper=caliper,
+                       replace=bool(key["replace"]), missing="drop")
+    except ValueError as err:
+        return [{**spec, **base, "status": f"matching failed: {err}"} for spec in specs]
+    pairs = result.pairs
+    n_cases = int(pairs["treated"].nunique())
+    n_controls = int(pairs["control"].nunique())
+    base = {"n_cases_matched": n_cases, "n_controls_matched": n_controls,
+            "n_matched": n_cases + n_controls,
+            "max_abs_smd": _max_abs_smd(result, key["covariate_set"]) if n_cases else np.nan}
+    index = registry.index
+    pos_t = index.get_indexer(pairs["treated"].astype(str))
+    pos_c = index.get_indexer(pairs["control"].astype(str))
+    rows = []
+    for spec in specs:
+        if n_cases == 0:
+            rows.append({**spec, **base, "status": "no case matched"})
+            continue
+        try:
+            found = _analyse(pos_t, pos_c, spec, _SHARED["alpha"])
+            rows.append({**spec, **base, **found, "status": "ok"})
+        except ValueError as err:
+            rows.append({**spec, **base, "status": f"analysis failed: {err}"})
+    return rows
+
+
+# --------------------------------------------------------------------------- driver
+def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
+               covariate_sets: Mapping[str, Sequence[str]] | None = None,
+               treatment: str = "near_normal", timepoint: int = 4,
+               success_threshold: float = 2.0, alpha: float = 0.05, workers: int = 1
+               ) -> pd.DataFrame:
+    """Run every specification on one registry.
+
+    Parameters
+    ----------
+    registry
+        The eligible cohort, one row per patient indexed by ``patient_id``, with the
+        treatment column (``Cohort.eligible`` of :func:`esi.cohort.define_cohort`), the
+        covariates and the follow-up columns.
+    specs
+        From :func:`specification_grid` (default: the whole default grid, over
+        ``covariate_sets``).
+    covariate_sets
+        Name -> covariate list for the names in ``specs["covariate_set"]``; default
+        :data:`DEFAULT_COVARIATE_SETS`.
+    treatment
+        0/1 treatment column (1 = near-normal imaging case).
+    timepoint
+        Follow-up week of the two outcomes (4 or 12): ``leg_pain_reduction_{t}w`` and
+        ``positive_outcome_{t}w``.
+    success_threshold
+        Leg-pain decrease for the positive outcome (run parameter).
+    alpha
+        Intervals are at 1 - alpha.
+    workers
+        Processes (1 = in this process). The result does not depend on it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per specification, sorted by ``spec_id``, columns
+        :data:`MULTIVERSE_COLUMNS`: the choices; ``timepoint_weeks``; ``n_cases_matched``,
+        ``n_controls_matched`` (distinct patients), ``n_matched`` (their sum);
+        ``max_abs_smd`` (largest absolute SMD after matching over the covariate terms, every
+        level of a categorical one, binary terms as differences in proportions, the
+        denominator from the unmatched sample: :func:`esi.balance.smd`); for the primary
+        (``leg_pain_reduction``) and the positive outcome: the column name, the cases and
+        controls used, ``estimate`` (mean difference / risk difference, cases minus
+        controls), ``ci_low``, ``ci_high`` and the two-sided ``p_value``; ``status`` (``"ok"``
+        or why a specification has no result, e.g. matching failed). ``attrs`` holds
+        ``seconds`` and ``workers``.
+
+    Notes
+    -----
+    Each row equals :func:`esi.compare.compare_matched` with the same match, test,
+    ``binary_test`` and missing rule (tests/test_sensitivity_multiverse.py); the comparisons
+    are checked against R there. Matching is deterministic (greedy order "largest").
+    """
+    start = time.perf_counter()
+    sets = dict(DEFAULT_COVARIATE_SETS if covariate_sets is None else covariate_sets)
+    specs = specification_grid(sets) if specs is None else specs
+    missing_sets = sorted(set(specs["covariate_set"]) - set(sets))
+    if missing_sets:
+        raise ValueError(f"covariate_sets: no covariates given for {', '.join(missing_sets)}")
+    if timepoint not in (4, 12):
+        raise ValueError(f"timepoint: must be 4 or 12 (weeks), got {timepoint!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: must be between 0 and 1, got {alpha!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: must be a whole number >= 1, got {workers!r}")
+    bad = sorted(set(specs["missing"]) - set(_MISSING_OK))
+    if bad:
+        raise ValueError(f"specs: missing rule(s) {bad} not available in the multiverse")
+    if treatment not in registry.columns:
+        raise ValueError(f"treatment: {treatment!r} is not a column of registry")
+    registry = registry.copy()
+    registry.index = registry.index.astype(str)
+    used_sets = {name: list(sets[name]) for name in pd.unique(specs["covariate_set"])}
+    designs = {}
+    for name, covariates in used_sets.items():
+        absent = [c for c in covariates if c not in registry.columns]
+        if absent:
+            raise ValueError(f"covariate_sets: {name!r} names columns not in registry: {absent}")
+        complete = registry[covariates].dropna()
+        designs[name] = design_matrix(complete, covariates, all_levels=True)
+    primary, positive = f"leg_pain_reduction_{timepoint}w", f"positive_outcome_{timepoint}w"
+    outcomes = {}
+    for rule in pd.unique(specs["missing"]):
+        derived = derive_outcomes(apply_missing_rule(registry, rule),
+                                  success_threshold=success_threshold)
+        derived.index = derived.index.astype(str)
+        derived = derived.reindex(registry.index)
+        outcomes[rule] = {primary: derived[primary].to_numpy(float, na_value=np.nan),
+                          positive: derived[positive].astype("Float64").to_numpy(
+                              float, na_value=np.nan)}
+    shared = {"registry": registry, "covariate_sets": used_sets, "designs": designs,
+              "outcomes": outcomes, "treatment": treatment, "alpha": alpha,
+              "primary": primary, "positive": positive}
+    records = specs.drop(columns=["covariates"], errors="ignore").to_dict("records")
+    groups: dict[tuple, list[dict]] = {}
+    for rec in records:
+        key = tuple("none" if k == "caliper" and pd.isna(rec[k]) else rec[k]
+                    for k in _MATCH_KEYS)
+        groups.setdefault(key, []).append(rec)
+    tasks = [({k: group[0][k] for k in _MATCH_KEYS}, group) for group in groups.values()]
+    if workers == 1:
+        _init_worker(shared)
+        results = [_run_group(task) for task in tasks]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_init_worker, initargs=(shared,)) as pool:
+            results = list(pool.map(_run_group, tasks, chunksize=max(1, len(tasks) //
+                                                                    (8 * workers))))
+    table = pd.DataFrame([row for rows in results for row in rows])
+    table["timepoint_weeks"] = timepoint
+    for column in MULTIVERSE_COLUMNS:
+        if column not in table.columns:
+            table[column] = np.nan
+    table = table[MULTIVERSE_COLUMNS].sort_values("spec_id").reset_index(drop=True)
+    table.attrs["seconds"] = time.perf_counter() - start
+    table.attrs["workers"] = workers
+    return table
+
+
+#: Names of the run parameters read by :func:`run_multiverse` beyond the common ones.
+MULTIVERSE_PARAMS = ("multiverse_covariate_sets", "multiverse_timepoint", "multiverse_workers",
+                     *(f"multiverse_{k}" for k in DEFAULT_GRID))
+
+
+def run_multiverse(params: Mapping[str, Any], out_dir: str | Path) -> Path:
+    """Read the registry named by ``params``, run the multiverse, write ``multiverse.csv``.
+
+    Parameters
+    ----------
+    params
+        Run parameters (``data_path``, ``success_threshold``, ``alpha``; the grid from the
+        optional ``multiverse_covariate_sets`` (name -> list), ``multiverse_distance``,
+        ``multiverse_method``, ``multiverse_ratio``, ``multiverse_caliper``,
+        ``multiverse_replace``, ``multiverse_missing``, ``multiverse_test`` (lists),
+        ``multiverse_timepoint`` (4) and ``multiverse_workers`` (2)).
+    out_dir
+        Folder for ``multiverse.csv`` (created if needed).
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``multiverse.csv``.
+    """
+    from esi.cohort import define_cohort
+    from esi.io import read_registry
+    from esi.paths import resolve
+
+    merged = {**DEFAULTS, **params}
+    registry = read_registry(resolve(merged["data_path"]))
+    eligible = define_cohort(registry).eligible
+    sets = merged.get("multiverse_covariate_sets") or DEFAULT_COVARIATE_SETS
+    dims = {k: merged[f"multiverse_{k}"] for k in DEFAULT_GRID if f"multiverse_{k}" in merged}
+    specs = specification_grid(sets, **dims)
+    table = multiverse(eligible, specs, covariate_sets=sets,
+                       timepoint=int(merged.get("multiverse_timepoint", 4)),
+                       success_threshold=float(merged["success_threshold"]),
+                       alpha=float(merged["alpha"]),
+                       workers=int(merged.get("multiverse_workers", 2)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "multiverse.csv"
+    table.to_csv(path, index=False)
+    return path

@@ -1,0 +1,136 @@
+"""Multiverse (esi.sensitivity.multiverse): the grid, agreement with esi.compare, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from esi.balance import smd
+from esi.compare import compare_matched
+from esi.matching import match
+from esi.propensity import design_matrix
+from esi.sensitivity._example import example_registry
+from esi.sensitivity.multiverse import (
+    DEFAULT_COVARIATE_SETS,
+    MULTIVERSE_COLUMNS,
+    multiverse,
+    specification_grid,
+)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return example_registry(n_controls=200, n_cases=14, seed=7)
+
+
+def test_default_grid_has_every_valid_combination():
+    grid = specification_grid()
+    # 4 covariate sets x 2 distances x (nearest 3x4x2 + optimal 3x4) x 3 rules x 5 tests
+    assert len(grid) == 4 * 2 * (24 + 12) * 3 * 5 == 4320
+    assert not ((grid["method"] == "optimal") & grid["replace"]).any()
+    assert grid["spec_id"].tolist() == list(range(len(grid)))
+    paired_1to1 = grid["test"].isin(["paired_t", "wilcoxon"]) & (grid["ratio"] == 1)
+    assert (grid.loc[paired_1to1, "binary_test"] == "mcnemar").all()
+    assert (grid.loc[~paired_1to1, "binary_test"] == "fisher").all()
+    assert set(grid["covariate_set"]) == set(DEFAULT_COVARIATE_SETS)
+    assert grid["caliper"].isna().sum() == len(grid) // 4
+
+
+def test_grid_errors():
+    with pytest.raises(ValueError, match="missing"):
+        specification_grid(missing=["mice"])
+    with pytest.raises(ValueError, match="dimensions"):
+        specification_grid(kernel=["x"])
+    with pytest.raises(ValueError, match="covariate_sets"):
+        specification_grid({"empty": []})
+
+
+SPECS = [
+    # (distance, method, ratio, caliper, replace, missing, test)
+    ("logit", "nearest", 1, 0.2, False, "complete_case", "welch"),
+    ("propensity", "optimal", 2, None, False, "locf", "student"),
+    ("logit", "nearest", 3, 0.5, True, "bocf", "mann_whitney"),
+    ("logit", "nearest", 1, None, False, "complete_case", "paired_t"),
+    ("propensity", "nearest", 2, 0.1, True, "locf", "wilcoxon"),
+    ("logit", "optimal", 1, 0.2, False, "bocf", "wilcoxon"),
+]
+
+
+@pytest.mark.parametrize("choice", SPECS)
+def test_rows_equal_compare_matched(registry, choice):
+    distance, method, ratio, caliper, replace, missing, test = choice
+    grid = specification_grid({"default": DEFAULT_COVARIATE_SETS["default"]},
+                              distance=[distance], method=[method], ratio=[ratio],
+                              caliper=[caliper], replace=[replace], missing=[missing],
+                              test=[test])
+    row = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS).iloc[0]
+    assert row["status"] == "ok"
+    m = match(registry, "near_normal", DEFAULT_COVARIATE_SETS["default"], method=method,
+              distance=distance, ratio=ratio, caliper=caliper, replace=replace,
+              missing="drop")
+    table = compare_matched(registry, m, test=test, binary_test=row["binary_test"],
+                            missing=missing)
+    for prefix, name in (("primary", "leg_pain_reduction"), ("positive", "positive_outcome")):
+        ref = table[(table["outcome"] == name) & (table["timepoint_weeks"] == 4)].iloc[0]
+        for column in ("estimate", "ci_low", "ci_high", "p_value", "n_cases", "n_controls"):
+            assert_allclose(row[f"{prefix}_{column}"], ref[column], rtol=1e-9,
+                            err_msg=f"{prefix}_{column}")
+    assert row["n_cases_matched"] == m.pairs["treated"].nunique()
+    assert row["n_controls_matched"] == m.pairs["control"].nunique()
+    # max |SMD| over every covariate term, as the balance table reports it
+    balance = m.balance(include_distance=False)
+    assert_allclose(row["max_abs_smd"], balance["smd_after"].abs().max(), rtol=1e-9)
+
+
+def test_max_abs_smd_uses_every_level(registry):
+    covariates = ["age", "smoking"]
+    grid = specification_grid({"two": covariates}, distance=["logit"], method=["nearest"],
+                              ratio=[1], caliper=[None], replace=[False],
+                              missing=["complete_case"], test=["welch"])
+    row = multiverse(registry, grid, covariate_sets={"two": covariates}).iloc[0]
+    m = match(registry, "near_normal", covariates, caliper=None)
+    x = design_matrix(registry, covariates, all_levels=True)
+    t = registry["near_normal"].to_numpy()
+    w = m.weights.reindex(registry.index).to_numpy()
+    expected = max(abs(smd(x[c].to_numpy(float), t, w)) for c in x.columns)
+    assert x.shape[1] == 4  # age and the three smoking levels
+    assert_allclose(row["max_abs_smd"], expected)
+
+
+def test_results_do_not_depend_on_workers(registry):
+    grid = specification_grid({"demographic": DEFAULT_COVARIATE_SETS["demographic"]},
+                              ratio=[1, 2], caliper=[None, 0.2], missing=["complete_case"],
+                              test=["welch", "paired_t"])
+    one = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS)
+    two = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS, workers=2)
+    assert list(one.columns) == MULTIVERSE_COLUMNS
+    assert len(one) == len(grid)
+    pd.testing.assert_frame_equal(one, two)
+    again = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS)
+    pd.testing.assert_frame_equal(one, again)
+
+
+def test_failed_matching_is_reported_not_dropped(registry):
+    small = registry.loc[(registry["near_normal"] == 1) | (np.arange(len(registry)) < 20)]
+    grid = specification_grid({"default": DEFAULT_COVARIATE_SETS["default"]},
+                              distance=["logit"], method=["nearest"], ratio=[3],
+                              caliper=[None], replace=[False], missing=["complete_case"],
+                              test=["welch"])
+    row = multiverse(small, grid, covariate_sets=DEFAULT_COVARIATE_SETS).iloc[0]
+    assert row["status"].startswith("matching failed")
+    assert np.isnan(row["primary_estimate"])
+
+
+def test_multiverse_errors(registry):
+    grid = specification_grid({"default": DEFAULT_COVARIATE_SETS["default"]}, ratio=[1],
+                              caliper=[0.2], missing=["complete_case"], test=["welch"])
+    with pytest.raises(ValueError, match="covariate_sets"):
+        multiverse(registry, grid, covariate_sets={"other": ["age"]})
+    with pytest.raises(ValueError, match="timepoint"):
+        multiverse(registry, grid, timepoint=8)
+    with pytest.raises(ValueError, match="workers"):
+        multiverse(registry, grid, workers=0)
+    with pytest.raises(ValueError, match="covariate_sets"):
+        multiverse(registry, grid, covariate_sets={"default": ["not_a_column"]})
