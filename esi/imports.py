@@ -436,9 +436,12 @@ def apply_mapping(table: RawTable, mapping: Mapping,
         return _cell_text(r[pid_col])
 
     user_name = {target: user for user, target in mapping.columns.items()}
+    origin = [header[i] for i in keep]
     for j, name in enumerate(new_header):
         if name not in SCHEMA:
             continue
+        if name in user_name and origin[j] != user_name[name]:
+            continue  # the file's own column of that name: a mapping-collision, left as read
         was = user_name.get(name)
         where = f" (user column {was!r})" if was and was != name else ""
         cm = mapping.code_map(name)
