@@ -201,6 +201,8 @@ _STREET_ROMANCE = re.compile(r"^(?:rue|avenue|boulevard|via|viale|calle|avenida|
 _PO_BOX = re.compile(r"^p\.?\s?o\.?\s+box\s+\d+", re.IGNORECASE)
 _UK_POSTCODE = re.compile(r"^[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}$")
 _ZIP_PLUS4 = re.compile(r"^\d{5}-\d{4}$")
+# Short numbers and lower-case codes: never an identifier (a quick pass for most cells).
+_PLAIN = re.compile(r"-?\d{1,5}(?:\.\d+)?|[a-z_]+")
 _NAME_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "del", "della", "la", "le",
                    "du", "bin", "ibn", "al", "y", "dos", "das"}
 # Words that make a Title Case value a category label rather than a person's name.
@@ -325,8 +327,11 @@ def _content_judgement(values: Iterable[object], min_share: float,
     counts: dict[str, int] = {}
     name_values: set[str] = set()
     mrn_values: set[str] = set()
+    cache: dict[str, str | None] = {}
     for t in texts:
-        kind = _classify(t)
+        if t not in cache:
+            cache[t] = None if _PLAIN.fullmatch(t) else _classify(t)
+        kind = cache[t]
         if kind is None or kind == "date":
             continue
         counts[kind] = counts.get(kind, 0) + 1
