@@ -52,6 +52,8 @@ __all__ = [
     "DEFAULT_COVARIATE_SETS",
     "DEFAULT_GRID",
     "MULTIVERSE_COLUMNS",
+    "MULTIVERSE_PARAMS",
+    "binary_test_for",
     "specification_grid",
     "multiverse",
     "run_multiverse",

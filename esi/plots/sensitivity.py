@@ -1,0 +1,168 @@
+"""Figures of the sensitivity analyses (notebook 04). Each function returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = [
+    "specification_curve",
+    "rosenbaum_plot",
+    "power_curve_plot",
+    "influence_plot",
+]
+
+_CHOICES = ("covariate_set", "distance", "method", "ratio", "caliper", "replace", "missing",
+            "test")
+
+
+def _require(table: pd.DataFrame, columns, name: str) -> None:
+    absent = [c for c in columns if c not in table.columns]
+    if absent:
+        raise ValueError(f"{name}: missing column(s) {', '.join(absent)}")
+
+
+def specification_curve(table: pd.DataFrame, *, outcome: str = "primary",
+                        alpha: float = 0.05, choices=_CHOICES,
+                        ylabel: str | None = None) -> Figure:
+    """Specification curve: sorted estimates with CIs over an indicator panel of the choices.
+
+    Parameters
+    ----------
+    table
+        :func:`esi.sensitivity.multiverse` output (rows without a result are left out).
+    outcome
+        ``"primary"`` (mean difference in leg-pain reduction) or ``"positive"`` (risk
+        difference of the positive outcome).
+    alpha
+        Estimates with ``p_value < alpha`` are drawn in a darker colour.
+    choices
+        Columns shown in the indicator panel, one block of rows per choice.
+    """
+    if outcome not in ("primary", "positive"):
+        raise ValueError(f"outcome: must be 'primary' or 'positive', got {outcome!r}")
+    cols = [f"{outcome}_{c}" for c in ("estimate", "ci_low", "ci_high", "p_value")]
+    _require(table, [*cols, *choices], "table")
+    data = table[table[cols[0]].notna()].sort_values(cols[0]).reset_index(drop=True)
+    rows = []
+    for choice in choices:
+        labels = data[choice].map(lambda v: "none" if pd.isna(v) else str(v))
+        for level in sorted(labels.unique(), key=str):
+            rows.append((choice, level, (labels == level).to_numpy()))
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 3 + 0.16 * len(rows)),
+        gridspec_kw={"height_ratios": [3, max(2, 0.16 * len(rows))]})
+    x = np.arange(len(data))
+    significant = (data[cols[3]] < alpha).to_numpy()
+    for mask, colour, label in ((~significant, "#9ecae1", f"P >= {alpha}"),
+                                (significant, "#08519c", f"P < {alpha}")):
+        top.vlines(x[mask], data.loc[mask, cols[1]], data.loc[mask, cols[2]],
+                   colors=colour, alpha=0.35, linewidth=0.6)
+        top.scatter(x[mask], data.loc[mask, cols[0]], s=3, color=colour, label=label, zorder=3)
+    top.axhline(0, color="black", linewidth=0.8)
+    top.set_ylabel(ylabel or ("Mean difference in leg-pain reduction\n(cases - controls)"
+                              if outcome == "primary" else
+                              "Risk difference, positive outcome\n(cases - controls)"))
+    top.legend(loc="upper left", frameon=False, markerscale=3)
+    top.set_title(f"{len(data)} specifications, sorted by estimate")
+    ticks = []
+    for i, (choice, level, mask) in enumerate(rows):
+        bottom.scatter(x[mask], np.full(mask.sum(), i), marker="|", s=12, color="#333333",
+                       linewidths=0.5)
+        ticks.append(f"{choice}: {level}")
+    bottom.set_yticks(range(len(rows)), ticks, fontsize=7)
+    bottom.set_ylim(len(rows) - 0.5, -0.5)
+    bottom.set_xlabel("Specification (rank of the estimate)")
+    fig.tight_layout()
+    return fig
+
+
+def rosenbaum_plot(bounds: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
+    """Upper and lower bounds of the one-sided P-value against Gamma, one panel per outcome.
+
+    Parameters
+    ----------
+    bounds
+        :func:`esi.sensitivity.rosenbaum_bounds` output.
+    alpha
+        Level drawn as a horizontal line.
+    """
+    _require(bounds, ["outcome", "test", "gamma", "p_upper", "p_lower"], "bounds")
+    outcomes = list(pd.unique(bounds["outcome"]))
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(5 * len(outcomes), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], outcomes, strict=True):
+        part = bounds[bounds["outcome"] == name]
+        ax.plot(part["gamma"], part["p_upper"], color="#b2182b", label="upper bound")
+        ax.plot(part["gamma"], part["p_lower"], color="#2166ac", label="lower bound")
+        ax.fill_between(part["gamma"], part["p_lower"], part["p_upper"], color="#cccccc",
+                        alpha=0.5)
+        ax.axhline(alpha, color="black", linestyle="--", linewidth=0.8)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("Gamma (hidden bias: odds of being a case within a pair)")
+        ax.set_ylabel("One-sided P-value")
+        ax.set_title(f"{name}\n({part['test'].iloc[0]}, {part['alternative'].iloc[0]})"
+                     if "alternative" in part else name, fontsize=10)
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def power_curve_plot(curve: pd.DataFrame, *, target: float = 0.8,
+                     mdd: float | None = None) -> Figure:
+    """Simulated power against the true difference, one line per n per group.
+
+    Parameters
+    ----------
+    curve
+        :func:`esi.sensitivity.power_curve` output.
+    target
+        Power drawn as a horizontal line (80%).
+    mdd
+        Minimum detectable difference to mark (optional).
+    """
+    _require(curve, ["difference", "n_per_group", "power"], "curve")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n, part in curve.groupby("n_per_group"):
+        ax.plot(part["difference"], part["power"], marker="o", markersize=3,
+                label=f"{n} per group")
+    ax.axhline(target, color="black", linestyle="--", linewidth=0.8)
+    if mdd is not None and np.isfinite(mdd):
+        ax.axvline(mdd, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"detectable: {mdd:.2f}", (mdd, 0.05), xytext=(4, 0),
+                    textcoords="offset points", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("True difference in leg-pain reduction (NRS points)")
+    ax.set_ylabel("Power")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def influence_plot(table: pd.DataFrame) -> Figure:
+    """Estimate and CI with each matched pair left out, against the all-pairs estimate.
+
+    Parameters
+    ----------
+    table
+        :func:`esi.sensitivity.leave_one_pair_out` output.
+    """
+    _require(table, ["left_out", "treated", "estimate", "ci_low", "ci_high"], "table")
+    full = table[table["left_out"] == "none"].iloc[0]
+    sets = table[table["left_out"] == "set"].reset_index(drop=True)
+    y = np.arange(len(sets))
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(sets) + 1.5))
+    ax.axvspan(full["ci_low"], full["ci_high"], color="#dddddd", label="all pairs: 95% CI")
+    ax.axvline(full["estimate"], color="black", linewidth=1, label="all pairs: estimate")
+    ax.axvline(0, color="grey", linestyle=":", linewidth=0.8)
+    changed = sets.get("changes_conclusion", pd.Series(False, index=sets.index)).to_numpy()
+    colours = np.where(changed, "#b2182b", "#2166ac")
+    ax.hlines(y, sets["ci_low"], sets["ci_high"], colors=colours)
+    ax.scatter(sets["estimate"], y, color=colours, zorder=3, s=14)
+    ax.set_yticks(y, [f"without {t}" for t in sets["treated"]], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("Mean difference in leg-pain reduction (cases - controls)")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
