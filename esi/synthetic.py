@@ -1,0 +1,862 @@
+"""The synthetic registry: a stand-in for the unpublished per-patient data of the paper.
+
+:func:`generate_registry` builds a registry of :data:`N_PATIENTS` (slightly under 500) ESI
+patients treated 2009-2024 at two sites, from the source studies of the paper
+(``../shared/paper/README.md``), in the schema of :mod:`esi.schema`. It is **synthetic**: no
+row describes a real patient. ``esi synth`` writes it to ``data/synthetic/`` with
+:func:`write_synthetic_registry`; the default seed regenerates the committed file byte for byte.
+
+How it is built (matching never looks at outcomes, so nothing is circular)
+--------------------------------------------------------------------------
+1. **Baseline, MRI, eligibility** for every patient from a seeded ``numpy`` Generator:
+   19 near-normal-imaging patients (14 eligible: 7 from the MRI-blinded arm of the 2012 MRI
+   trial, 7 referrals; 5 who fail one eligibility step), and patients with concordant pathology,
+   discordant pathology, degeneration without concordant pathology or no MRI, some with prior
+   surgery, treated outside the study window, under 18 or never followed up. Covariates come from
+   a Gaussian copula (correlations in :data:`CALIBRATION`); which visits a patient attends is
+   drawn here too because the cohort step needs it.
+2. **The default analysis up to matching**: :func:`esi.cohort.define_cohort` and
+   :func:`esi.matching.match` with :data:`esi.params.DEFAULTS` tell which 14 controls are matched
+   to the 14 cases. The 28 matched patients attend both visits (a missed visit of one of them
+   is turned into an attended one; eligibility needs one visit, so the cohort and the match do
+   not change).
+3. **Outcomes of the 28 matched patients** by a seeded SPRITE search (:func:`esi.sprite.sprite`)
+   over each patient's allowed values (a pain reduction in half points within
+   ``[max(baseline - 10, -3), baseline]``; an ODI reduction on the complete-form grid of 2
+   points, except two cases whose 12-week forms had two sections skipped, scored
+   ``total / 40 x 100`` in steps of 2.5) so that the analysis gives the published n, means and
+   SDs to the published decimals. The targets are read from the published-results table
+   (:data:`esi.paths.PUBLISHED_RESULTS`) and only steer the search: every number the analysis
+   reports is computed from the patient values. Positive outcomes (4/14 vs 7/14 at 4 weeks,
+   4/14 vs 4/14 at 12 weeks) are produced by assigning the global perceived effect and the
+   additional interventions consistently with each patient's leg-pain decrease; 12-week pain
+   is drawn until Welch's test finds no significant difference, as the paper reports.
+4. **Everyone else** gets trajectories calibrated on ``reference_cohorts.csv`` (1-month leg
+   pain reduction about 2.2, SD 2.4, in ESI cohorts; 35-41 % positive outcomes at 3 months),
+   with missed visits and additional interventions.
+
+Every assumption without a published source is a row of :data:`CALIBRATION` (quantity, value,
+source or "assumption", reason), rendered into ``data/README.md`` by
+:func:`calibration_markdown`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from esi.paths import PUBLISHED_RESULTS, SYNTHETIC_REGISTRY
+from esi.schema import SCHEMA
+
+__all__ = [
+    "DEFAULT_SEED",
+    "N_PATIENTS",
+    "CalibrationItem",
+    "CALIBRATION",
+    "calibration_table",
+    "calibration_markdown",
+    "generate_registry",
+    "write_synthetic_registry",
+    "published_targets",
+    "SyntheticError",
+]
+
+#: Seed of the committed registry (the paper's article number, 100574).
+DEFAULT_SEED = 100574
+#: Patients in the registry ("a database of slightly under 500 patients").
+N_PATIENTS = 487
+
+
+class SyntheticError(RuntimeError):
+    """The generator could not build a registry that reproduces the published figures."""
+
+
+@dataclass(frozen=True)
+class CalibrationItem:
+    """One calibrated quantity of the synthetic registry.
+
+    Attributes
+    ----------
+    quantity : str
+        What is set (e.g. ``"percent female, MRI trial"``).
+    value : str
+        The value used, as text.
+    source : str
+        Citation of the published figure, or ``"assumption"``.
+    reason : str
+        Why this value.
+    """
+
+    quantity: str
+    value: str
+    source: str
+    reason: str
+
+
+_A = "assumption"
+_MRI_RCT = "Cohen 2012 Arch Intern Med 172:134 (PMID 22157067)"
+_GABA = "Cohen 2015 BMJ 350:h1748 (NCT01495923)"
+_HYPER = "Cohen 2019 Reg Anesth Pain Med 44:586"
+_PRED = "Cohen 2022 Reg Anesth Pain Med (PMC10327328)"
+_PAPER = "Cohen 2025 Interv Pain Med 4:100574 (published_results.csv)"
+
+#: The calibration table: every distribution and rate of the generator, with its source.
+CALIBRATION: tuple[CalibrationItem, ...] = (
+    CalibrationItem("patients in the registry", str(N_PATIENTS), _PAPER,
+                    "'a database of slightly under 500 patients'"),
+    CalibrationItem("treatment dates", "5 Jan 2009 - 1 Nov 2024 (a few outside, excluded)",
+                    _PAPER, "study period; some MRI-trial patients were treated in late 2008 "
+                    "and some prospective patients after the window, so the window step "
+                    "excludes someone"),
+    CalibrationItem("near-normal imaging cases eligible", "14 (7 MRI trial blinded arm, 7 "
+                    "referrals)", _PAPER, "7 of the 14 came from the MRI trial's arm whose "
+                    "physician did not see the MRI; 7 were referred"),
+    CalibrationItem("near-normal imaging patients failing eligibility", "5 (window, age, 2 "
+                    "prior surgery, no follow-up)", _A,
+                    "so that the cohort flow excludes near-normal patients too"),
+    CalibrationItem("source studies (other patients)", "MRI trial 118, gabapentin trial 62, "
+                    "hypersensitivity 96, predictors 88, other prospective 79, referral 25",
+                    _A, "the trial sizes (132, 145 over 8 sites, 137, 346 pooled) bound what "
+                    "two institutions could contribute"),
+    CalibrationItem("site A share", "0.6", _A, "two institutions, one larger"),
+    CalibrationItem("imaging groups among the others", "concordant pathology 0.79, "
+                    "discordant 0.08, degeneration only 0.06, no MRI on file 0.07", _A,
+                    "most ESI candidates with radicular pain have a concordant lesion"),
+    CalibrationItem("prior lumbar surgery", "0.06 (none in the MRI trial)", _MRI_RCT,
+                    "the MRI trial excluded prior surgery; rate elsewhere assumed"),
+    CalibrationItem("no follow-up visit at all", "0.03", _A, "loss to follow-up in "
+                    "prospective ESI studies"),
+    CalibrationItem("missed 4-week visit / 12-week visit", "0.07 / 0.12", _A,
+                    "loss to follow-up grows with time"),
+    CalibrationItem("percent female", "MRI trial 57; gabapentin trial 26; others 50; "
+                    "near-normal +12 points", f"{_MRI_RCT}; {_GABA}",
+                    "published percentages (the gabapentin trial: 74 % male); the near-normal "
+                    "shift is an assumption"),
+    CalibrationItem("age (years)", "mean 52 (MRI trial), 42 (gabapentin trial, military), 53 "
+                    "others; SD 13; near-normal -4", _MRI_RCT,
+                    "published mean 52; SD and the other means assumed; the gabapentin "
+                    "trial's military population is younger"),
+    CalibrationItem("opioid use at baseline", "0.34", _MRI_RCT, "published 34 %"),
+    CalibrationItem("daily MME among opioid users", "log-normal, median 30, sdlog 0.6", _A,
+                    "typical chronic low-dose opioid therapy"),
+    CalibrationItem("baseline leg pain (NRS)", "normal mean 6.3 SD 1.6, half points, 2-10; "
+                    "MRI trial > 4 and above back pain", f"{_GABA}; {_MRI_RCT}",
+                    "the 2015 trial's ESI arm started at about 5.5 with mean reduction 2.2 "
+                    "to 3.3; MRI trial eligibility"),
+    CalibrationItem("baseline back pain (NRS)", "normal mean 4.8 SD 2.0", _A,
+                    "radicular pain cohorts have leg pain above back pain"),
+    CalibrationItem("baseline ODI", "normal mean 40 SD 14, complete forms (even scores)", _A,
+                    "moderate-severe disability typical of ESI trials; baseline forms filled "
+                    "with a coordinator, so no section is skipped"),
+    CalibrationItem("BMI", "normal mean 29 SD 5", _A, "US adults with back pain"),
+    CalibrationItem("pain duration (months)", "log-normal median 9, sdlog 0.9 (MRI trial at "
+                    "most 48); near-normal x1.4", _MRI_RCT,
+                    "MRI trial eligibility pain <= 4 years; the rest assumed"),
+    CalibrationItem("depression or anxiety", "0.25; near-normal 0.38", _PRED,
+                    "depression predicts poorer ESI outcome; prevalences assumed"),
+    CalibrationItem("copula correlations", "leg-back 0.35, leg-ODI 0.45, back-ODI 0.35, "
+                    "depression-ODI 0.25, opioid-ODI 0.25, depression-opioid 0.2, age-BMI 0.1, "
+                    "age-duration 0.15, duration-opioid 0.15, BMI-ODI 0.15, depression-leg 0.1",
+                    _A, "plausible signs and sizes; none is published for these cohorts"),
+    CalibrationItem("smoking never / former / current", "0.50 / 0.25 / 0.25 (current +0.1 "
+                    "with depression)", _A, "US adults with chronic pain"),
+    CalibrationItem("transforaminal approach", "0.75", _A, "the group's usual approach"),
+    CalibrationItem("1-month leg pain reduction, concordant pathology", "normal mean 2.4, SD "
+                    "2.4 before the predictors below and the scale bounds (about 2.1 after)",
+                    f"{_GABA}; {_HYPER}",
+                    "ESI cohorts: 2.2 (2.4) in the 2015 trial, 1.8 (2.1) in the 2019 cohort"),
+    CalibrationItem("predictors of the reduction", "+0.35 per baseline point above 6.3, "
+                    "-0.5 depression, -0.4 BMI > 30", _PRED,
+                    "depression, obesity and lower baseline pain predict smaller reductions"),
+    CalibrationItem("near-normal imaging patients outside the match", "mean reduction 1.0 "
+                    "point lower", _PAPER, "near-normal cases fared worse than the larger "
+                    "cohort"),
+    CalibrationItem("12-week leg pain reduction", "0.65 x 4-week + normal(0.9, 1.7); matched "
+                    "cases normal(0.35, 1.7); redrawn until Welch P >= 0.05 vs controls",
+                    _PAPER, "no difference in pain at 12 weeks; near-normal cases fade"),
+    CalibrationItem("back pain reduction", "0.5 x leg reduction + normal(0.2, 1.6)", _A,
+                    "back pain responds less than leg pain to ESI"),
+    CalibrationItem("ODI reduction", "2.5 x leg reduction + normal(1, 8), even scores", _A,
+                    "function follows leg pain"),
+    CalibrationItem("ODI forms with skipped sections", "4 % of follow-up forms with one "
+                    "section skipped (total/45 x 100); two 12-week forms of matched cases with "
+                    "two sections skipped (total/40 x 100)", _PAPER,
+                    "the published 12-week ODI reduction of the cases, 8.64 with n = 14, is "
+                    "impossible with complete forms only (GRIM: 120.96 is not an even sum); "
+                    "one skipped section (steps of 20/9) cannot give it either, two skipped "
+                    "sections (steps of 2.5) can, and two such forms are needed for SD 11.36 "
+                    "(GRIMMER parity)"),
+    CalibrationItem("global perceived effect", "latent = leg reduction + normal(0, 1.2); cut "
+                    "at 4.5, 2.2, 0.8, -0.8, -2, -3.5 for 1-7", _A,
+                    "GPE follows the pain change; about 80 % of 2-point responders report "
+                    "much improvement"),
+    CalibrationItem("satisfaction", "GPE 1 -> 5/4, 2 -> 4/5, 3 -> 3/4, 4 -> 3/2, 5-7 -> 2/1", _A,
+                    "satisfaction follows the global effect"),
+    CalibrationItem("additional intervention", "by 4 weeks 0.06 (+0.06 if reduction < 1); "
+                    "by 12 weeks +0.08 (+0.10 if reduction < 1)", _A,
+                    "poor responders get repeat injections or other procedures"),
+    CalibrationItem("positive outcome at 3 months, other patients", "about 40 %", _MRI_RCT,
+                    "35.4 % / 40.7 % in the MRI trial's arms"),
+    CalibrationItem("matched cases and controls", "n, means, SDs, percentages as published",
+                    _PAPER, "constructed by SPRITE over each patient's allowed values "
+                    "(esi.sprite); never copied into an output"),
+    CalibrationItem("within-group correlation of reduction with baseline", "about 0.3 "
+                    "(matched patients, by swapping values within their bounds)", _A,
+                    "higher baseline pain leaves more room to improve"),
+)
+
+
+def calibration_table() -> pd.DataFrame:
+    """The calibration table as a DataFrame (columns quantity, value, source, reason)."""
+    return pd.DataFrame([asdict(c) for c in CALIBRATION],
+                        columns=["quantity", "value", "source", "reason"])
+
+
+def calibration_markdown() -> str:
+    """The calibration table as a markdown section (appended to ``data/README.md``)."""
+    lines = [
+        "## Synthetic registry: calibration",
+        "",
+        f"`data/synthetic/esi_registry_synthetic.csv` is **synthetic** (generated by `esi synth`, "
+        f"seed {DEFAULT_SEED}; no row is a real patient). Its {N_PATIENTS} patients are drawn "
+        "from the distributions below; the 28 matched patients' outcomes are constructed by a "
+        "SPRITE search so that the default analysis reproduces every published count, mean, "
+        "SD and percentage. Rows whose source is `assumption` have no published figure.",
+        "",
+        "| quantity | value | source | reason |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in CALIBRATION:
+        cells = [c.quantity, c.value, c.source, c.reason]
+        lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ targets
+def published_targets(path: str | Path = PUBLISHED_RESULTS) -> dict[tuple[str, int, str, str],
+                                                                   tuple[float, int]]:
+    """Published figures keyed by (outcome, timepoint_weeks, group, statistic).
+
+    Returns
+    -------
+    dict
+        ``(outcome, timepoint_weeks, group, statistic) -> (value, decimals)``, read from a
+        table in the format of ``published_results.csv``.
+    """
+    tab = pd.read_csv(path)
+    need = {"outcome", "timepoint_weeks", "group", "statistic", "value", "decimals"}
+    if not need.issubset(tab.columns):
+        raise ValueError(f"{path}: needs columns {sorted(need)}")
+    return {(r.outcome, int(r.timepoint_weeks), r.group, r.statistic):
+            (float(r.value), int(r.decimals)) for r in tab.itertuples()}
+
+
+# ------------------------------------------------------------------------------ helpers
+_STUDIES = ("mri_rct", "gabapentin_rct", "hypersensitivity", "predictors",
+            "other_prospective", "referral")
+_STUDY_N = {"mri_rct": 118, "gabapentin_rct": 62, "hypersensitivity": 96, "predictors": 88,
+            "other_prospective": 79, "referral": 25}
+_STUDY_DATES = {
+    "mri_rct": ("2009-01-05", "2011-06-30"),
+    "gabapentin_rct": ("2012-01-15", "2014-09-30"),
+    "hypersensitivity": ("2015-03-01", "2018-06-30"),
+    "predictors": ("2018-07-01", "2021-12-31"),
+    "other_prospective": ("2009-02-01", "2024-10-15"),
+    "referral": ("2010-01-01", "2024-10-15"),
+}
+_FEMALE = {"mri_rct": 0.57, "gabapentin_rct": 0.26}
+_AGE_MEAN = {"mri_rct": 52.0, "gabapentin_rct": 42.0}
+_LEVELS = ("L3-L4", "L4-L5", "L5-S1")
+
+
+def _half(x):
+    return np.round(np.asarray(x, dtype=float) * 2) / 2
+
+
+def _even(x):
+    return np.round(np.asarray(x, dtype=float) / 2) * 2
+
+
+def _date(rng, lo: str, hi: str) -> _dt.date:
+    a, b = _dt.date.fromisoformat(lo), _dt.date.fromisoformat(hi)
+    return a + _dt.timedelta(days=int(rng.integers(0, (b - a).days + 1)))
+
+
+def _copula(rng, n: int) -> np.ndarray:
+    names = ["age", "bmi", "dur", "dep", "leg", "back", "odi", "opioid"]
+    r = np.eye(len(names))
+    pairs = {("leg", "back"): 0.35, ("leg", "odi"): 0.45, ("back", "odi"): 0.35,
+             ("dep", "odi"): 0.25, ("opioid", "odi"): 0.25, ("dep", "opioid"): 0.2,
+             ("age", "bmi"): 0.1, ("age", "dur"): 0.15, ("dur", "opioid"): 0.15,
+             ("bmi", "odi"): 0.15, ("dep", "leg"): 0.1}
+    for (a, b), v in pairs.items():
+        i, j = names.index(a), names.index(b)
+        r[i, j] = r[j, i] = v
+    z = rng.standard_normal((n, len(names))) @ np.linalg.cholesky(r).T
+    return z
+
+
+def _norm_ppf(p):
+    from scipy.stats import norm
+
+    return norm.ppf(p)
+
+
+# ------------------------------------------------------------------------------ step 1
+def _plan(rng) -> pd.DataFrame:
+    """Who is who: imaging group, source study, exclusion reason (before covariates)."""
+    rows = []
+    for i in range(14):
+        rows.append(dict(imaging="near_normal", study="mri_rct" if i < 7 else "referral",
+                         exclusion=""))
+    for study, why in (("mri_rct", "window"), ("referral", "surgery"),
+                       ("other_prospective", "surgery"), ("referral", "no_follow_up"),
+                       ("other_prospective", "minor")):
+        rows.append(dict(imaging="near_normal", study=study, exclusion=why))
+    groups = np.array(["abnormal", "discordant", "degenerative", "no_mri"])
+    for study, k in _STUDY_N.items():
+        img = rng.choice(groups, size=k, p=[0.79, 0.08, 0.06, 0.07])
+        for g in img:
+            exclusion = ""
+            u = rng.random()
+            if study != "mri_rct" and u < 0.06:
+                exclusion = "surgery"
+            elif u < 0.09:
+                exclusion = "no_follow_up"
+            rows.append(dict(imaging=str(g), study=study, exclusion=exclusion))
+    plan = pd.DataFrame(rows)
+    # Treated outside the study window: some MRI-trial patients in late 2008 and some
+    # prospective patients after 1 November 2024; two minors referred by a surgeon.
+    others = plan.index[(plan["imaging"] != "near_normal") & (plan["exclusion"] == "")]
+    mri = [i for i in others if plan.at[i, "study"] == "mri_rct"]
+    late = [i for i in others if plan.at[i, "study"] == "other_prospective"]
+    refs = [i for i in others if plan.at[i, "study"] == "referral"]
+    for i in rng.choice(mri, 7, replace=False):
+        plan.at[i, "exclusion"] = "window"
+    for i in rng.choice(late, 4, replace=False):
+        plan.at[i, "exclusion"] = "window"
+    for i in rng.choice(refs, 2, replace=False):
+        plan.at[i, "exclusion"] = "minor"
+    if len(plan) != N_PATIENTS:  # pragma: no cover - fixed by the counts above
+        raise SyntheticError(f"plan has {len(plan)} patients, expected {N_PATIENTS}")
+    return plan
+
+
+def _baseline(rng, plan: pd.DataFrame) -> dict[str, list]:
+    n = len(plan)
+    z = _copula(rng, n)
+    near = (plan["imaging"] == "near_normal").to_numpy()
+    study = plan["study"].to_numpy()
+    exclusion = plan["exclusion"].to_numpy()
+    imaging = plan["imaging"].to_numpy()
+    dep_cut = {True: float(_norm_ppf(1 - 0.38)), False: float(_norm_ppf(1 - 0.25))}
+    opioid_cut = float(_norm_ppf(1 - 0.34))
+    cols: dict[str, list] = {c: [None] * n for c in SCHEMA if c != "patient_id"}
+    u = rng.random((n, 12))
+    for i in range(n):
+        s, ex = study[i], exclusion[i]
+        # dates
+        if ex == "window":
+            date = (_date(rng, "2008-09-01", "2009-01-04") if s == "mri_rct"
+                    else _date(rng, "2024-11-05", "2025-06-30"))
+        else:
+            date = _date(rng, *_STUDY_DATES[s])
+        cols["procedure_date"][i] = date
+        cols["site"][i] = "A" if u[i, 0] < 0.6 else "B"
+        cols["source_study"][i] = s
+        cols["mri_blinded_arm"][i] = (bool(near[i] or u[i, 1] < 0.5) if s == "mri_rct"
+                                      else None)
+        # demographics
+        age = _AGE_MEAN.get(s, 53.0) - 4.0 * near[i] + 13.0 * z[i, 0]
+        lo_age, hi_age = (18, 75) if s == "mri_rct" else (19, 88)
+        age = int(np.clip(round(age), lo_age, hi_age))
+        if ex == "minor":
+            age = int(rng.integers(16, 18))
+        cols["age"][i] = age
+        p_f = _FEMALE.get(s, 0.50) + 0.12 * near[i]
+        cols["sex"][i] = "female" if u[i, 2] < p_f else "male"
+        cols["bmi"][i] = float(np.clip(round(29.0 + 5.0 * z[i, 1], 1), 17.0, 52.0))
+        dur = np.exp(np.log(9.0) + np.log(1.4) * near[i] + 0.9 * z[i, 2])
+        cols["pain_duration_months"][i] = float(np.clip(round(dur, 1), 0.5,
+                                                        48.0 if s == "mri_rct" else 240.0))
+        dep = z[i, 3] > dep_cut[bool(near[i])]
+        cols["depression_anxiety"][i] = bool(dep)
+        p_cur = 0.25 + 0.10 * dep
+        cols["smoking"][i] = ("current" if u[i, 3] < p_cur else
+                              "former" if u[i, 3] < p_cur + 0.25 else "never")
+        if age >= 66 and u[i, 4] < 0.6:
+            emp = "retired"
+        elif u[i, 5] < 0.10 + 0.08 * dep:
+            emp = "disabled"
+        elif u[i, 5] < 0.30 + 0.08 * dep:
+            emp = "not_working"
+        else:
+            emp = "working"
+        cols["employment"][i] = emp
+        cols["prior_spine_surgery"][i] = ex == "surgery"
+        # baseline pain and function
+        leg = float(np.clip(_half(6.3 - 0.3 * near[i] + 1.6 * z[i, 4]), 2.0, 10.0))
+        back = float(np.clip(_half(4.8 + 0.3 * near[i] + 2.0 * z[i, 5]), 0.0, 10.0))
+        if s == "mri_rct":  # trial eligibility: pain > 4, leg pain above back pain
+            leg = max(leg, 4.5)
+            back = min(back, leg - 0.5)
+        cols["baseline_leg_pain"][i] = leg
+        cols["baseline_back_pain"][i] = back
+        cols["baseline_odi"][i] = float(np.clip(_even(40.0 - 3.0 * near[i] + 14.0 * z[i, 6]),
+                                                4.0, 90.0))
+        opioid = z[i, 7] > opioid_cut
+        cols["opioid_use"][i] = bool(opioid)
+        cols["baseline_mme"][i] = (float(np.clip(round(np.exp(np.log(30.0) + 0.6 *
+                                                              rng.standard_normal()), 1),
+                                                 2.5, 300.0)) if opioid else 0.0)
+        cols["baseline_analgesic_use"][i] = bool(u[i, 6] < 0.75)
+        _mri(rng, cols, i, imaging[i])
+        cols["esi_approach"][i] = "transforaminal" if u[i, 7] < 0.75 else "interlaminar"
+        # visits attended (needed by the cohort step)
+        if ex == "no_follow_up":
+            m4, m12 = True, True
+        else:
+            m4 = bool(u[i, 8] < 0.07)
+            m12 = bool(u[i, 9] < (0.35 if m4 else 0.11))
+            if m4 and m12:
+                m12 = False
+        cols["visit_missed_4w"][i] = m4
+        cols["visit_missed_12w"][i] = m12
+    return cols
+
+
+def _mri(rng, cols, i, imaging) -> None:
+    def pick(values, p):
+        return int(rng.choice(values, p=p))
+
+    if imaging == "no_mri":
+        cols["mri_available"][i] = False
+        for c in ("nerve_root_compression", "disc_herniation_grade", "canal_stenosis_grade",
+                  "foraminal_stenosis_grade", "degenerative_grade", "mri_levels",
+                  "pathology_concordant"):
+            cols[c][i] = None
+        cols["esi_level"][i] = str(rng.choice(["L4-L5", "L5-S1", "S1"], p=[0.4, 0.45, 0.15]))
+        return
+    cols["mri_available"][i] = True
+    if imaging == "near_normal":
+        comp = False
+        hern, canal = pick([0, 1], [0.5, 0.5]), pick([0, 1], [0.85, 0.15])
+        foram, degen = pick([0, 1], [0.7, 0.3]), pick([0, 1], [0.35, 0.65])
+        conc = False
+    elif imaging == "degenerative":
+        comp = False
+        hern, canal = pick([0, 1], [0.4, 0.6]), pick([0, 1], [0.6, 0.4])
+        foram, degen = pick([0, 1], [0.5, 0.5]), pick([2, 3], [0.7, 0.3])
+        conc = False
+    else:  # abnormal (concordant) or discordant pathology
+        comp = bool(rng.random() < 0.7)
+        hern = pick([0, 1, 2, 3], [0.1, 0.15, 0.45, 0.3])
+        canal = pick([0, 1, 2, 3], [0.5, 0.25, 0.17, 0.08])
+        foram = pick([0, 1, 2, 3], [0.35, 0.25, 0.28, 0.12])
+        degen = pick([0, 1, 2, 3], [0.15, 0.45, 0.3, 0.1])
+        if not comp and max(hern, canal, foram) < 2:
+            hern = 2
+        conc = imaging == "abnormal"
+    cols["nerve_root_compression"][i] = comp
+    cols["disc_herniation_grade"][i] = hern
+    cols["canal_stenosis_grade"][i] = canal
+    cols["foraminal_stenosis_grade"][i] = foram
+    cols["degenerative_grade"][i] = degen
+    cols["pathology_concordant"][i] = conc
+    anything = comp or hern or canal or foram or degen
+    if anything:
+        k = 1 if rng.random() < 0.7 else 2
+        lv = sorted(rng.choice(_LEVELS, size=k, replace=False, p=[0.1, 0.45, 0.45]).tolist())
+        cols["mri_levels"][i] = ";".join(lv)
+        low = lv[-1]
+        if low == "L5-S1" and rng.random() < 0.25:
+            cols["esi_level"][i] = "S1"
+        else:
+            cols["esi_level"][i] = low
+    else:
+        cols["mri_levels"][i] = None
+        cols["esi_level"][i] = str(rng.choice(["L4-L5", "L5-S1", "S1"], p=[0.4, 0.45, 0.15]))
+
+
+def _typed(cols: dict[str, list], ids: list[str]) -> pd.DataFrame:
+    """A DataFrame typed as :func:`esi.io.read_registry` returns it."""
+    out = {}
+    for name, vals in cols.items():
+        col = SCHEMA[name]
+        if col.dtype == "integer":
+            s = pd.Series([None if v is None else int(v) for v in vals], dtype="Int64")
+        elif col.dtype == "number":
+            s = pd.Series([np.nan if v is None else float(round(v, 10)) for v in vals],
+                          dtype="float64")
+        elif col.dtype == "boolean":
+            s = pd.Series([None if v is None else bool(v) for v in vals], dtype="boolean")
+        elif col.dtype == "date":
+            s = pd.to_datetime(pd.Series(vals, dtype=object))
+        else:
+            s = pd.Series(vals, dtype="str")
+        out[name] = s
+    frame = pd.DataFrame(out)
+    frame.index = pd.Index(ids, name="patient_id", dtype="str")
+    return frame[[c for c in SCHEMA if c != "patient_id"]]
+
+
+# ------------------------------------------------------------------------------ step 3/4
+def _gpe_from_latent(x: np.ndarray) -> np.ndarray:
+    cuts = np.array([4.5, 2.2, 0.8, -0.8, -2.0, -3.5])
+    return 1 + (x[:, None] < cuts[None, :]).sum(axis=1)
+
+
+def _satisfaction(rng, gpe: np.ndarray) -> np.ndarray:
+    first = {1: 5, 2: 4, 3: 3, 4: 3, 5: 2, 6: 2, 7: 1}
+    second = {1: 4, 2: 5, 3: 4, 4: 2, 5: 1, 6: 1, 7: 2}
+    u = rng.random(len(gpe))
+    return np.array([first[g] if ui < 0.7 else second[g] for g, ui in zip(gpe, u,
+                                                                          strict=True)])
+
+
+def _bounded_reduction(base: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Half-point reduction with the follow-up score kept in [0, 10] and worsening <= 3."""
+    lo = np.maximum(base - 10.0, -3.0)
+    return np.clip(_half(raw), lo, base)
+
+
+def _odi_follow_up(rng, base: np.ndarray, reduction_raw: np.ndarray,
+                   skipped_share: float) -> np.ndarray:
+    fu = np.clip(base - reduction_raw, 0.0, 100.0)
+    one_skipped = rng.random(len(base)) < skipped_share
+    step = np.where(one_skipped, 100.0 / 45.0, 2.0)
+    return np.round(np.round(fu / step) * step, 10)
+
+
+def _fill_visit(cols, i, t, *, leg, back, odi, gpe, sat, analgesic, mme, days) -> None:
+    cols[f"leg_pain_{t}w"][i] = float(leg)
+    cols[f"back_pain_{t}w"][i] = float(back)
+    cols[f"odi_{t}w"][i] = float(odi)
+    cols[f"gpe_{t}w"][i] = int(gpe)
+    cols[f"satisfaction_{t}w"][i] = int(sat)
+    cols[f"analgesic_use_{t}w"][i] = bool(analgesic)
+    cols[f"mme_{t}w"][i] = float(mme)
+    cols[f"additional_intervention_{t}w"][i] = days is not None
+    cols[f"additional_intervention_days_{t}w"][i] = None if days is None else int(days)
+
+
+def _interventions(rng, r4: np.ndarray, r12: np.ndarray) -> tuple[list, list]:
+    """Days of the first additional intervention as seen at 4 and 12 weeks (None = none)."""
+    d4, d12 = [], []
+    for a, b in zip(r4, r12, strict=True):
+        if rng.random() < 0.06 + 0.06 * (a < 1):
+            day = int(rng.integers(10, 28))
+            d4.append(day)
+            d12.append(day)
+        elif rng.random() < 0.08 + 0.10 * (b < 1):
+            d4.append(None)
+            d12.append(int(rng.integers(30, 84)))
+        else:
+            d4.append(None)
+            d12.append(None)
+    return d4, d12
+
+
+def _other_follow_up(rng, cols, idx: np.ndarray, near: np.ndarray) -> None:
+    """Realistic trajectories for patients outside the matched sample."""
+    if idx.size == 0:
+        return
+    leg0 = np.array([cols["baseline_leg_pain"][i] for i in idx])
+    back0 = np.array([cols["baseline_back_pain"][i] for i in idx])
+    odi0 = np.array([cols["baseline_odi"][i] for i in idx])
+    dep = np.array([cols["depression_anxiety"][i] for i in idx], dtype=float)
+    obese = np.array([cols["bmi"][i] > 30 for i in idx], dtype=float)
+    mu = 2.4 + 0.35 * (leg0 - 6.3) - 0.5 * dep - 0.4 * obese - 1.0 * near
+    r4 = _bounded_reduction(leg0, mu + 2.4 * rng.standard_normal(idx.size))
+    r12 = _bounded_reduction(leg0, 0.65 * r4 + 0.9 - 0.5 * near
+                             + 1.7 * rng.standard_normal(idx.size))
+    d4, d12 = _interventions(rng, r4, r12)
+    for t, r, days in ((4, r4, d4), (12, r12, d12)):
+        rb = _bounded_reduction(back0, 0.5 * r + 0.2 + 1.6 * rng.standard_normal(idx.size))
+        odi = _odi_follow_up(rng, odi0, 2.5 * r + 1.0 + 8.0 * rng.standard_normal(idx.size),
+                             0.04)
+        gpe = _gpe_from_latent(r + 1.2 * rng.standard_normal(idx.size))
+        sat = _satisfaction(rng, gpe)
+        for k, i in enumerate(idx):
+            if cols[f"visit_missed_{t}w"][i]:
+                continue
+            base_an = cols["baseline_analgesic_use"][i]
+            stop = rng.random() < (0.1 + 0.25 * (r[k] >= 2))
+            analgesic = (base_an and not stop) or (not base_an and rng.random() < 0.05)
+            mme0 = cols["baseline_mme"][i]
+            mme = round(mme0 * (1 - 0.4 * rng.random() * (r[k] >= 2)), 1) if mme0 > 0 else 0.0
+            _fill_visit(cols, i, t, leg=leg0[k] - r[k], back=back0[k] - rb[k], odi=odi[k],
+                        gpe=gpe[k], sat=sat[k], analgesic=analgesic, mme=mme, days=days[k])
+
+
+def _composite(rng, r: np.ndarray, days: list, k: int) -> np.ndarray | None:
+    """GPE values giving exactly ``k`` positive outcomes, consistent with the pain decreases.
+
+    A positive outcome needs a decrease >= 2, GPE 1-2 and no intervention; ``k`` of the
+    patients who could be positive are chosen (weighted by their decrease) and given GPE 1 or
+    2; the others who could be get GPE 3 (slightly improved); the rest draw from the latent
+    model, capped so that nobody else turns positive by accident.
+    """
+    could = np.flatnonzero((r >= 2) & np.array([d is None for d in days]))
+    if len(could) < k:
+        return None
+    w = r[could] - 1.0
+    chosen = rng.choice(could, size=k, replace=False, p=w / w.sum()) if k else np.array([],
+                                                                                         int)
+    gpe = _gpe_from_latent(r + 1.2 * rng.standard_normal(len(r)))
+    for i in could:
+        gpe[i] = 3 if i not in chosen else (1 if r[i] >= 4 and rng.random() < 0.6 else 2)
+    for i in range(len(r)):
+        if i not in could and r[i] >= 2 and days[i] is None:  # pragma: no cover - guarded
+            gpe[i] = max(gpe[i], 3)
+    return gpe
+
+
+def _swap_towards(rng, values: np.ndarray, base: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  target: float, movable: np.ndarray, rounds: int = 400) -> np.ndarray:
+    """Swap values between patients (within their bounds) toward a correlation with baseline."""
+    v = values.copy()
+    idx = np.flatnonzero(movable)
+    if idx.size < 3 or np.std(base[idx]) == 0:
+        return v
+
+    bc = base[idx] - base[idx].mean()
+    bb = float(bc @ bc)
+
+    def corr(x):
+        xc = x[idx] - x[idx].mean()
+        xx = float(xc @ xc)
+        return float(xc @ bc) / np.sqrt(xx * bb) if xx > 0 else 0.0
+
+    cur = abs(corr(v) - target)
+    for _ in range(rounds):
+        i, j = rng.choice(idx, 2, replace=False)
+        if not (lo[i] <= v[j] <= hi[i] and lo[j] <= v[i] <= hi[j]):
+            continue
+        v[i], v[j] = v[j], v[i]
+        new = abs(corr(v) - target)
+        if new <= cur:
+            cur = new
+        else:
+            v[i], v[j] = v[j], v[i]
+    return v
+
+
+def _matched_follow_up(rng, cols, pos: dict[str, int], cases: list[str],
+                       controls: list[str], targets) -> None:
+    """Construct the 28 matched patients' outcomes (SPRITE per group; see module notes)."""
+    from esi.sprite import SpriteError, sprite
+    from esi.stats import welch_t
+
+    groups = {"near_normal": [pos[p] for p in cases], "abnormal": [pos[p] for p in controls]}
+
+    def tgt(outcome, t, group, stat):
+        value, dec = targets[(outcome, t, group, stat)]
+        return value, dec
+
+    def arr(name, ii):
+        return np.array([cols[name][i] for i in ii], dtype=float)
+
+    for i in groups["near_normal"] + groups["abnormal"]:
+        cols["visit_missed_4w"][i] = False
+        cols["visit_missed_12w"][i] = False
+
+    built: dict[str, dict[str, np.ndarray]] = {}
+    for group, ii in groups.items():
+        n = len(ii)
+        leg0, back0, odi0 = (arr("baseline_leg_pain", ii), arr("baseline_back_pain", ii),
+                             arr("baseline_odi", ii))
+        k4 = round(tgt("positive_outcome", 4, group, "percent")[0] * n / 100)
+        k12 = round(tgt("positive_outcome", 12, group, "percent")[0] * n / 100)
+        out: dict[str, np.ndarray] = {}
+        for name, base in (("leg", leg0), ("back", back0)):
+            m, dm = tgt(f"{name}_pain_reduction", 4, group, "mean")
+            s, ds = tgt(f"{name}_pain_reduction", 4, group, "sd")
+            lo, hi = np.maximum(base - 10.0, -3.0), base.copy()
+            for _ in range(200):
+                v = sprite(n, m, s, lower=lo, upper=hi, step=0.5, mean_decimals=dm,
+                           sd_decimals=ds, seed=rng)
+                if name != "leg" or (v >= 2).sum() >= k4 + 1:
+                    break
+            else:  # pragma: no cover - depends on the targets
+                raise SyntheticError(f"{group}: too few 4-week leg-pain responders for {k4}")
+            out[name] = _swap_towards(rng, v, base, lo, hi, 0.3, np.ones(n, bool))
+        # 12-week ODI: complete forms (steps of 2) plus, where the published mean needs it,
+        # forms with two sections skipped (steps of 2.5) for some patients.
+        m, dm = tgt("odi_reduction", 12, group, "mean")
+        s, ds = tgt("odi_reduction", 12, group, "sd")
+        lo_o, hi_o = np.maximum(odi0 - 100.0, -24.0), odi0.copy()
+        odi12 = None
+        for n_skip in (0, 2):
+            for _ in range(300):
+                special = (rng.choice(n, n_skip, replace=False) if n_skip
+                           else np.array([], int))
+                fu_s = []
+                for j in special:
+                    raw = odi0[j] - (m + s * rng.standard_normal())
+                    fu = np.clip(2.5 * (2 * np.round((raw / 2.5 - 1) / 2) + 1), 2.5, 97.5)
+                    fu_s.append(float(fu))
+                fixed = odi0[special] - np.array(fu_s) if n_skip else np.array([])
+                free = np.setdiff1d(np.arange(n), special)
+                try:
+                    v = sprite(n, m, s, lower=lo_o[free], upper=hi_o[free], step=2.0,
+                               mean_decimals=dm, sd_decimals=ds, fixed=fixed, seed=rng,
+                               max_restarts=20)
+                except SpriteError:
+                    continue
+                v = _swap_towards(rng, v, odi0[free], lo_o[free], hi_o[free], 0.3,
+                                  np.ones(len(free), bool))
+                odi12 = np.empty(n)
+                odi12[free] = v
+                odi12[special] = fixed
+                break
+            if odi12 is not None:
+                break
+        if odi12 is None:  # pragma: no cover - depends on the targets
+            raise SyntheticError(f"{group}: no 12-week ODI sample with mean {m} and SD {s}")
+        out["odi12"] = odi12
+        out["k4"], out["k12"] = np.array(k4), np.array(k12)
+        out["leg0"], out["back0"], out["odi0"] = leg0, back0, odi0
+        built[group] = out
+
+    # 12-week pain (free; no significant difference between the groups) and 4-week ODI.
+    shift = {"near_normal": 0.35, "abnormal": 0.9}
+    for _ in range(500):
+        for group, out in built.items():
+            n = len(out["leg0"])
+            out["leg12"] = _bounded_reduction(out["leg0"], 0.65 * out["leg"] + shift[group]
+                                              + 1.7 * rng.standard_normal(n))
+            out["back12"] = _bounded_reduction(out["back0"], 0.5 * out["leg12"] + 0.2
+                                               + 1.6 * rng.standard_normal(n))
+        a, b = built["near_normal"], built["abnormal"]
+        if (welch_t(a["leg12"], b["leg12"]).p_value >= 0.05
+                and welch_t(a["back12"], b["back12"]).p_value >= 0.05
+                and all((o["leg12"] >= 2).sum() >= int(o["k12"]) + 1 for o in built.values())):
+            break
+    else:  # pragma: no cover
+        raise SyntheticError("no 12-week pain draw without a significant difference")
+
+    for group, ii in groups.items():
+        out = built[group]
+        n = len(ii)
+        odi4_raw = 2.5 * out["leg"] + 1.0 + 8.0 * rng.standard_normal(n)
+        odi4 = np.clip(_even(out["odi0"] - odi4_raw), 0.0, 100.0)
+        for _ in range(500):
+            d4, d12 = _interventions(rng, out["leg"], out["leg12"])
+            g4 = _composite(rng, out["leg"], d4, int(out["k4"]))
+            g12 = _composite(rng, out["leg12"], d12, int(out["k12"]))
+            if g4 is not None and g12 is not None:
+                break
+        else:  # pragma: no cover
+            raise SyntheticError(f"{group}: cannot place the positive outcomes")
+        for t, r, rb, odi, gpe, days in (
+                (4, out["leg"], out["back"], odi4, g4, d4),
+                (12, out["leg12"], out["back12"], out["odi0"] - out["odi12"], g12, d12)):
+            sat = _satisfaction(rng, gpe)
+            for k, i in enumerate(ii):
+                base_an = cols["baseline_analgesic_use"][i]
+                stop = rng.random() < (0.1 + 0.25 * (r[k] >= 2))
+                analgesic = (base_an and not stop) or (not base_an and rng.random() < 0.05)
+                mme0 = cols["baseline_mme"][i]
+                mme = (round(mme0 * (1 - 0.4 * rng.random() * (r[k] >= 2)), 1)
+                       if mme0 > 0 else 0.0)
+                _fill_visit(cols, i, t, leg=out["leg0"][k] - r[k],
+                            back=out["back0"][k] - rb[k], odi=odi[k], gpe=gpe[k],
+                            sat=sat[k], analgesic=analgesic, mme=mme, days=days[k])
+
+
+# ------------------------------------------------------------------------------ public API
+def generate_registry(seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """Generate the synthetic registry.
+
+    Parameters
+    ----------
+    seed
+        Seed of the ``numpy`` Generator; :data:`DEFAULT_SEED` gives the committed file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient, indexed by ``patient_id`` (``ESI0001`` ..., in order of
+        injection date), every schema column, typed as :func:`esi.io.read_registry` returns
+        it. The default analysis (:data:`esi.params.DEFAULTS`) of this table reproduces every
+        figure of ``published_results.csv`` (``tests/test_synthetic.py``).
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not a non-negative whole number.
+    SyntheticError
+        If the construction fails for this seed (not the case for the default seed).
+    """
+    from esi.cohort import define_cohort
+    from esi.matching import match
+    from esi.params import DEFAULTS
+
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    targets = published_targets()
+    plan = _plan(rng)
+    cols = _baseline(rng, plan)
+    # Identifiers in order of injection date (ties by plan order).
+    order = sorted(range(len(plan)), key=lambda i: (cols["procedure_date"][i], i))
+    cols = {c: [v[i] for i in order] for c, v in cols.items()}
+    plan = plan.iloc[order].reset_index(drop=True)
+    ids = [f"ESI{k + 1:04d}" for k in range(len(plan))]
+    pos = {p: k for k, p in enumerate(ids)}
+
+    base = _typed(cols, ids)
+    cohort = define_cohort(base)
+    m = match(cohort.eligible, "near_normal", DEFAULTS["covariates"],
+              method=DEFAULTS["method"], distance=DEFAULTS["distance"],
+              ratio=DEFAULTS["ratio"], caliper=DEFAULTS["caliper"],
+              replace=DEFAULTS["replace"], random_state=DEFAULTS["seed"])
+    cases = list(dict.fromkeys(m.pairs["treated"].astype(str)))
+    controls = list(m.pairs["control"].astype(str))
+    n_cases = int(targets[("cohort", 0, "near_normal", "n")][0])
+    if len(cases) != n_cases or cohort.n_near_normal != n_cases:
+        raise SyntheticError(f"seed {seed}: {len(cases)} of {cohort.n_near_normal} eligible "
+                             f"near-normal cases matched; expected {n_cases}")
+    _matched_follow_up(rng, cols, pos, cases, controls, targets)
+    matched = set(cases) | set(controls)
+    others = np.array([pos[p] for p in ids if p not in matched], dtype=int)
+    near = (plan["imaging"].to_numpy()[others] == "near_normal").astype(float)
+    _other_follow_up(rng, cols, others, near)
+    return _typed(cols, ids)
+
+
+def write_synthetic_registry(path: str | Path = SYNTHETIC_REGISTRY,
+                             seed: int = DEFAULT_SEED) -> Path:
+    """Generate the registry and write it in the canonical CSV form.
+
+    Parameters
+    ----------
+    path
+        Destination (default ``data/synthetic/esi_registry_synthetic.csv``).
+    seed
+        Generator seed.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written; its leading comment says the data are synthetic, the seed and the
+        command that regenerates it.
+    """
+    from esi.io import write_registry
+
+    registry = generate_registry(seed)
+    seed_arg = "" if seed == DEFAULT_SEED else f" --seed {seed}"
+    comment = (
+        "SYNTHETIC DATA - not patients. Generated by esi.synthetic.generate_registry "
+        f"(seed {seed}).\n"
+        f"Regenerate with: esi synth{seed_arg}\n"
+        "Built so that the default analysis reproduces the published figures of Cohen et al., "
+        "Interv Pain Med 2025;4:100574.\n"
+        "See data/README.md (calibration table) for every assumption."
+    )
+    return write_registry(registry, path, comment=comment)
