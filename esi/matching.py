@@ -62,8 +62,8 @@ class MatchResult:
     params : dict
         The arguments of :func:`match`, plus ``caliper_width`` (the caliper in distance units,
         or None) and ``n_dropped``.
-    model : PropensityModel
-        The fitted propensity model.
+    model : PropensityModel or None
+        The fitted propensity model (None when the distance was supplied).
     treatment : Series
         The 0/1 treatment of every matched-on unit (after dropping missing values).
     covariate_data : DataFrame
@@ -77,7 +77,7 @@ class MatchResult:
     discarded: pd.Index
     dropped: pd.Index
     params: dict[str, Any]
-    model: PropensityModel
+    model: PropensityModel | None
     treatment: pd.Series = field(repr=False)
     covariate_data: pd.DataFrame = field(repr=False)
 
@@ -163,8 +163,10 @@ def _check_args(method, distance, ratio, caliper, std_caliper, replace, order, d
                 estimand, missing, random_state):
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
-    if distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    if not isinstance(distance, pd.Series) and distance not in DISTANCES:
+        raise ValueError(
+            f"distance must be one of {DISTANCES} or a Series of distances, got {distance!r}"
+        )
     if isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
     if caliper is not None:
@@ -273,7 +275,8 @@ def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
     cd = d[ctrl].tolist()
     cid = ctrl.tolist()
     # "next unused" pointers with path compression: nxt[j] -> smallest unused >= j (m = none);
-    # prv[j + 1] -> largest unused <= j, shifted by one (0 = none).
+    # prv[j + 1] -> largest unused <= j, shifted by one (0 = none). A control's own slot is
+    # checked first: most lookups end there.
     nxt = list(range(m + 1))
     prv = list(range(m + 1))
     foc_l = foc.tolist()
@@ -281,38 +284,47 @@ def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
     active = [True] * foc.size
     left_edge = [pos_l[u] for u in foc_l]  # search starts (MatchIt's iil / iir)
     right_edge = list(left_edge)
+    inf = float("inf")
     matches = []
+    append = matches.append
     used = 0
     for r in range(1, ratio + 1):
         for k in range(len(foc_l)):
-            if not active[k]:
-                continue
             if used == m:
                 break
-            t = foc_l[k]
-            dt = d_l[t]
+            if not active[k]:
+                continue
+            dt = d_l[foc_l[k]]
             # nearest unused control on the right
             j = ins_l[k]
-            root = j
-            while nxt[root] != root:
-                root = nxt[root]
-            while nxt[j] != root:
-                nxt[j], j = root, nxt[j]
-            jr = root if root < hi_l[k] else -1
+            root = nxt[j]
+            if root != j:
+                while nxt[root] != root:
+                    root = nxt[root]
+                while nxt[j] != root:
+                    nxt[j], j = root, nxt[j]
+            if root < hi_l[k]:
+                jr = root
+                gr = cd[jr] - dt
+                if gr > cal:
+                    jr, gr = -1, inf
+            else:
+                jr, gr = -1, inf
             # nearest unused control on the left
-            j = ins_l[k]  # prv index of control ins-1
-            root = j
-            while prv[root] != root:
-                root = prv[root]
-            while prv[j] != root:
-                prv[j], j = root, prv[j]
-            jl = root - 1 if root - 1 >= lo_l[k] else -1
-            gl = abs(dt - cd[jl]) if jl >= 0 else np.inf
-            gr = abs(dt - cd[jr]) if jr >= 0 else np.inf
-            if gl > cal:
-                jl, gl = -1, np.inf
-            if gr > cal:
-                jr, gr = -1, np.inf
+            j = ins_l[k]
+            root = prv[j]
+            if root != j:
+                while prv[root] != root:
+                    root = prv[root]
+                while prv[j] != root:
+                    prv[j], j = root, prv[j]
+            if root > lo_l[k]:
+                jl = root - 1
+                gl = dt - cd[jl]
+                if gl > cal:
+                    jl, gl = -1, inf
+            else:
+                jl, gl = -1, inf
             if jl < 0 and jr < 0:
                 active[k] = False
                 continue
@@ -324,11 +336,10 @@ def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
                 j = jr
                 if cpos[j] > right_edge[k]:
                     right_edge[k] = cpos[j]
-            # mark control j used
-            nxt[j] = j + 1
+            nxt[j] = j + 1  # control j is used
             prv[j + 1] = j
             used += 1
-            matches.append((t, cid[j], r))
+            append((foc_l[k], cid[j], r))
         if used == m:
             break
     return matches
@@ -462,7 +473,7 @@ def match(
     covariates: Sequence[str],
     *,
     method: str = "nearest",
-    distance: str = "logit",
+    distance: str | pd.Series = "logit",
     ratio: int = 1,
     caliper: float | None = 0.2,
     std_caliper: bool = True,
@@ -491,11 +502,12 @@ def match(
         ``scipy.optimize.linear_sum_assignment``; it honours ``caliper`` and ``exact`` (pairs
         outside are forbidden; the solution matches as many slots as possible, then minimises
         the total gap). MatchIt's optimal (optmatch) ignores calipers. ``order`` does not apply.
-    distance : {"logit", "propensity"}, default "logit"
+    distance : {"logit", "propensity"} or Series, default "logit"
         Scale of the distance: the linear predictor of the logistic model (MatchIt
         ``link = "linear.logit"``, Austin's recommendation) or the fitted probability
         (MatchIt's default). The model is an unpenalised logistic regression
-        (:func:`esi.propensity.fit_propensity`).
+        (:func:`esi.propensity.fit_propensity`). A Series (indexed by patient id) is used as
+        the distance as it is, with no model (MatchIt: a numeric ``distance`` vector).
     ratio : int, default 1
         Controls per treated unit (1:k).
     caliper : float or None, default 0.2
@@ -555,7 +567,9 @@ def match(
       sorted by patient id (MatchIt sorts them by row position; the two agree on data sorted
       by id, which is how the reference tests compare them). From the treated unit's place the
       search looks alternately one step left (smaller distance) and one step right; of two
-      candidates at the same gap the one reached first wins, the left one if equally far. For
+      candidates at the same gap (compared in floating point, as MatchIt does: a unit midway
+      between two candidates in exact arithmetic is a tie that rounding may break) the one
+      reached first wins, the left one if equally far. For
       ``order`` "largest"/"smallest", treated units of equal distance are visited in id order.
       Hence the result does not depend on row order, except with ``order="data"``.
       With replacement and ``ratio > 1`` the ``k`` controls of a unit are listed by gap, ties
@@ -614,9 +628,20 @@ def match(
         raise ValueError(f"no control units (treatment column {treatment!r} has no 0)")
     treated = t == 1
 
-    fit_data = data[[treatment, *covariates]]
-    model = fit_propensity(fit_data, treatment, covariates, distance=distance)
-    d = model.distance.to_numpy()
+    if isinstance(distance, pd.Series):
+        user = distance.reindex(data.index)
+        if user.isna().any():
+            raise ValueError(
+                f"distance Series has no finite value for {int(user.isna().sum())} units, e.g. "
+                f"{list(data.index[user.isna().to_numpy()][:5])}"
+            )
+        model = None
+        dist_series = user.astype(float).rename("distance")
+    else:
+        fit_data = data[[treatment, *covariates]]
+        model = fit_propensity(fit_data, treatment, covariates, distance=distance)
+        dist_series = model.distance
+    d = dist_series.to_numpy(dtype=float)
     n = d.size
 
     discarded = _discard(d, treated, discard)
@@ -676,7 +701,7 @@ def match(
         "treatment": treatment,
         "covariates": list(covariates),
         "method": method,
-        "distance": distance,
+        "distance": distance if isinstance(distance, str) else "user",
         "ratio": int(ratio),
         "caliper": caliper,
         "std_caliper": bool(std_caliper),
@@ -694,7 +719,7 @@ def match(
     bal_cols = list(dict.fromkeys([*covariates, *exact_cols]))
     return MatchResult(
         pairs=pairs,
-        distance=model.distance,
+        distance=dist_series,
         weights=weight_s,
         unmatched=ids[(weights == 0) & ~discarded],
         discarded=ids[discarded],

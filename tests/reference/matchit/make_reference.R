@@ -61,7 +61,9 @@ for (i in seq_len(nrow(scenarios))) {
   m <- do.call(matchit, args)
 
   # Units: distance, weights, subclass, discarded (weights are MatchIt's normalised ATT weights)
-  units <- data.frame(id = names(m$treat), treat = m$treat, distance = m$distance,
+  # distance with 17 significant digits: exact ties (a unit midway between two others on the
+  # logit scale) are broken by rounding, so the tests also match on R's own distance
+  units <- data.frame(id = names(m$treat), treat = m$treat, distance = sprintf("%.17g", m$distance),
                       weights = m$weights, discarded = m$discarded,
                       subclass = if (is.null(m$subclass)) NA else as.integer(as.character(m$subclass)))
   write.csv(units, file.path(out, sprintf("units_%s.csv", s$scenario)), row.names = FALSE)

@@ -1,0 +1,102 @@
+"""Wall time and peak memory of esi.match on synthetic registries of 10k, 200k and 1M rows.
+
+Each registry has 10% treated units and six covariates (four continuous, two binary); the
+match is 1:1 nearest neighbour on the logit of the propensity score, caliper 0.2 SD, without
+replacement - the propensity model fit included. If Rscript with MatchIt >= 4.5.4 is found
+(set R_LIBS to a private library if needed), MatchIt is timed on the same data the same way
+(model fit and matching; reading the CSV excluded).
+
+Run:  .venv/bin/python benchmarks/matching.py [--sizes 10000 200000 1000000] [--no-r]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import esi  # noqa: E402
+
+COVARIATES = ["x1", "x2", "x3", "x4", "b1", "b2"]
+R_SCRIPT = """
+suppressPackageStartupMessages(library(MatchIt))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+if (packageVersion("MatchIt") < "4.5.4") stop("MatchIt >= 4.5.4 needed (caliper bug #163)")
+t <- system.time(m <- matchit(treat ~ x1 + x2 + x3 + x4 + b1 + b2, data = d, method = "nearest",
+                              distance = "glm", link = "linear.logit", caliper = 0.2))[["elapsed"]]
+cat(sprintf("%s %.3f %d\\n", packageVersion("MatchIt"), t, sum(m$weights[d$treat == 1] > 0)))
+"""
+
+
+def registry(n: int, seed: int = 20250) -> pd.DataFrame:
+    """Synthetic registry: treatment depends on all six covariates, about 10% treated."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    b = rng.binomial(1, [0.4, 0.25], size=(n, 2)).astype(float)
+    eta = -2.45 + x @ np.array([0.5, -0.3, 0.2, 0.1]) + b @ np.array([0.4, -0.3])
+    treat = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    data = pd.DataFrame(np.column_stack([x, b]), columns=COVARIATES)
+    data.insert(0, "treat", treat)
+    data.index = pd.Index([f"P{i:07d}" for i in range(n)], name="patient_id")
+    return data
+
+
+def run(data: pd.DataFrame) -> esi.MatchResult:
+    return esi.match(data, "treat", COVARIATES, distance="logit", caliper=0.2, ratio=1)
+
+
+def time_matchit(data: pd.DataFrame) -> str | None:
+    if shutil.which("Rscript") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, script = Path(tmp) / "d.csv", Path(tmp) / "bench.R"
+        data.to_csv(csv, index=False)
+        script.write_text(R_SCRIPT)
+        out = subprocess.run(["Rscript", str(script), str(csv)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    version, seconds, matched = out.stdout.split()
+    return f"MatchIt {version}: {float(seconds):6.2f} s, {int(matched):,} matched treated"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 200_000, 1_000_000])
+    parser.add_argument("--no-r", action="store_true", help="skip timing R MatchIt")
+    args = parser.parse_args()
+    run(registry(2_000))  # warm-up (imports, first calls)
+    print(f"{'rows':>10} {'treated':>8} {'matched':>8} {'wall s':>7} {'fit s':>6} {'peak MB':>8}")
+    for n in args.sizes:
+        data = registry(n)
+        t0 = time.perf_counter()
+        res = run(data)
+        wall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        esi.propensity.fit_propensity(data, "treat", COVARIATES, distance="logit")
+        fit = time.perf_counter() - t0
+        tracemalloc.start()
+        run(data)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        n_matched = int(res.sample_sizes().loc["Matched", "treated"])
+        print(f"{n:>10,} {int(data.treat.sum()):>8,} {n_matched:>8,} {wall:7.2f} {fit:6.2f} "
+              f"{peak:8.0f}", flush=True)
+        if not args.no_r:
+            r = time_matchit(data)
+            print(f"{'':>10} {r or 'R MatchIt >= 4.5.4 not available: not timed'}", flush=True)
+    print("wall s: esi.match incl. the model fit; fit s: fit_propensity alone; "
+          "peak MB: Python-side peak allocation (tracemalloc) during esi.match")
+
+
+if __name__ == "__main__":
+    main()
