@@ -35,7 +35,7 @@ reference: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check esi tests benchmarks
 	$(BIN)/pytest tests reports/reference --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with reports/reference/nbval_sanitize.cfg
+		--nbval-sanitize-with tests/nbval/sanitize.cfg
 
 lint: $(STAMP)
 	$(BIN)/ruff check esi tests benchmarks

@@ -149,12 +149,21 @@ def define_cohort(registry: pd.DataFrame, *, window_start: _dt.date = STUDY_WIND
         raise ValueError(f"window_end {window_end} is before window_start {window_start}")
     imaging = imaging_group(registry)
     group_of = imaging.map(lambda g: g if g in ("near_normal", "abnormal") else "other")
-    dates = pd.to_datetime(registry["procedure_date"]).dt.date
+    if "procedure_date" in registry.columns:
+        dates = pd.to_datetime(registry["procedure_date"]).dt.date
+        in_window = (dates >= window_start) & (dates <= window_end)
+    elif "in_study_window" in registry.columns:
+        # Real data after esi.deid.reduce_dates: the window was checked on the exact date.
+        if (window_start, window_end) != STUDY_WINDOW:
+            raise ValueError("the exact procedure dates were reduced with the default study "
+                             "window; another window needs the exact dates")
+        in_window = registry["in_study_window"].fillna(False).astype(bool)
+    else:
+        raise ValueError("registry has neither procedure_date nor in_study_window")
     steps = [
         ("study_window", f"injection between {window_start.isoformat()} and "
                          f"{window_end.isoformat()}",
-         (dates >= window_start) & (dates <= window_end), lambda ids: "injection outside "
-                                                                       "the study window"),
+         in_window, lambda ids: "injection outside the study window"),
         ("adult", f"aged {min_age} or over", registry["age"].astype("Float64") >= min_age,
          lambda ids: f"under {min_age}"),
         ("no_prior_surgery", "no previous lumbar spine surgery",

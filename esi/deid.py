@@ -68,6 +68,7 @@ __all__ = [
     "suppress_small_counts",
     "suppress_count_text",
     "scan_for_markers",
+    "protect_registry",
 ]
 
 #: Kind of direct identifier -> the words used in problems and in ``find_identifiers``.
@@ -927,3 +928,34 @@ def scan_for_markers(folder: str | os.PathLike[str], markers: Iterable[str]) -> 
                         start = data.find(form, start + 1)
                 rows += [{"file": rel, "marker": m, "line": ln} for ln in sorted(lines)]
     return pd.DataFrame(rows, columns=["file", "marker", "line"])
+
+
+def protect_registry(registry: pd.DataFrame, key: bytes | str | os.PathLike[str] | None = None
+                     ) -> pd.DataFrame:
+    """Prepare a real registry for analysis: exact dates reduced, ids pseudonymised.
+
+    The study window is checked on the exact procedure date first (``in_study_window``), then
+    every date is reduced to its year (:func:`reduce_dates`), and the ``patient_id`` index is
+    replaced by stable keyed pseudonyms (:func:`pseudonymize`), so every output that names a
+    patient names a pseudonym.
+
+    Parameters
+    ----------
+    registry
+        A typed registry (:func:`esi.io.read_registry`), index ``patient_id``.
+    key
+        The pseudonym key (bytes) or a key-file path; default: the key file outside the
+        repository (:func:`default_key_path`), created on first use.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy, with ``attrs["protected"] = True``.
+    """
+    from esi.cohort import STUDY_WINDOW
+
+    out = reduce_dates(registry, "year", window=STUDY_WINDOW)
+    out.index = pd.Index(pseudonymize(out.index, key=key).to_numpy(), name="patient_id",
+                         dtype="str")
+    out.attrs["protected"] = True
+    return out

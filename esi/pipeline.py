@@ -241,10 +241,23 @@ class Analysis:
             return table
         from esi.deid import suppress_small_counts
 
-        return suppress_small_counts(table, threshold=self.suppress_below)
+        counts = [c for c in table.columns
+                  if pd.api.types.is_integer_dtype(table[c].dtype)
+                  and not pd.api.types.is_bool_dtype(table[c].dtype)]
+        if "reasons" in table.columns:
+            counts.append("reasons")
+        return suppress_small_counts(table, threshold=self.suppress_below,
+                                     columns=counts or None)
 
-    def write_csv(self, name: str, table: pd.DataFrame, index: bool = False) -> Path:
-        """Write a tidy result file into the run folder, atomically (floats to 10 digits)."""
+    def write_csv(self, name: str, table: pd.DataFrame, index: bool = False,
+                  suppress: bool = True) -> Path:
+        """Write a tidy result file into the run folder, atomically (floats to 10 digits).
+
+        For real data the table first goes through :meth:`present` (small counts shown as
+        ``"<5"``) unless ``suppress=False`` (``matched_pairs.csv``: pseudonymised ids and
+        pair numbers, not counts)."""
+        if suppress:
+            table = self.present(table)
         path = self.run_dir / name
         with atomic_write(path) as fh:
             table.to_csv(fh, index=index, float_format="%.10g", lineterminator="\n")
@@ -430,20 +443,23 @@ _TITLE = ("Lumbar epidural steroid injections for lumbosacral radicular pain in 
 
 def _key_results(folder: Path) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    pairs = folder / "matched_pairs.csv"
-    if pairs.exists():
-        mp = pd.read_csv(pairs)
+    def table(name: str, *columns: str) -> pd.DataFrame | None:
+        path = folder / name
+        if not path.exists():
+            return None
+        t = pd.read_csv(path)
+        return t if set(columns) <= set(t.columns) else None
+
+    mp = table("matched_pairs.csv", "treated", "control")
+    if mp is not None:
         rows.append(("Matched cohort", f"{mp['treated'].nunique()} near-normal cases, "
                                        f"{mp['control'].nunique()} matched controls"))
-    bal = folder / "balance.csv"
-    if bal.exists():
-        b = pd.read_csv(bal)
-        col = next((c for c in ("smd_after", "smd_matched") if c in b.columns), None)
-        if col is not None:
-            rows.append(("Largest |SMD| after matching", f"{b[col].abs().max():.3f}"))
-    oc = folder / "outcomes.csv"
-    if oc.exists():
-        o = pd.read_csv(oc)
+    b = table("balance.csv", "term", "smd_after")
+    if b is not None:
+        b = b[b["term"] != "distance"]
+        rows.append(("Largest |SMD| after matching", f"{b['smd_after'].abs().max():.3f}"))
+    o = table("outcomes.csv", "outcome", "kind", "timepoint_weeks", "p_value")
+    if o is not None:
         for _, r in o.iterrows():
             if r.get("kind") == "continuous" and r["outcome"] in ("leg_pain_reduction",
                                                                   "odi_reduction"):
@@ -455,9 +471,8 @@ def _key_results(folder: Path) -> list[tuple[str, str]]:
                 rows.append((f"positive outcome at {r['timepoint_weeks']} weeks",
                              f"{r['percent_cases']:.2f}% vs. {r['percent_controls']:.2f}%; "
                              f"P = {r['p_value']:.3f}"))
-    rep = folder / "reproduction.csv"
-    if rep.exists():
-        r = pd.read_csv(rep)
+    r = table("reproduction.csv", "match")
+    if r is not None:
         rows.append(("Published figures reproduced",
                      f"{int(r['match'].astype(bool).sum())} of {len(r)}"))
     return rows

@@ -48,7 +48,10 @@ def rounded(table: pd.DataFrame, decimals: int = 3) -> str:
 
 def registry_summary(registry: pd.DataFrame) -> str:
     """One sentence on the registry: size, years, sites, source studies."""
-    years = pd.to_datetime(registry["procedure_date"]).dt.year
+    if "procedure_date" in registry.columns:
+        years = pd.to_datetime(registry["procedure_date"]).dt.year
+    else:  # real data: dates reduced to the year (esi.deid.reduce_dates)
+        years = registry["procedure_year"]
     sources = registry["source_study"].value_counts()
     return (f"The registry holds {len(registry)} patients treated from {years.min()} to "
             f"{years.max()} at {registry['site'].nunique()} site(s), from "

@@ -152,6 +152,11 @@ def _executor(workers: int | None, scheduler: str | None) -> tuple[Executor, Any
         return client.get_executor(pure=False), client
     import multiprocessing as mp
 
+    # Forked workers inherit the modules the parent imported: import the analysis once here.
+    import esi.compare  # noqa: F401
+    import esi.matching  # noqa: F401
+    import esi.pipeline  # noqa: F401
+
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
                                mp_context=ctx), None

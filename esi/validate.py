@@ -17,7 +17,6 @@ import hashlib
 import io
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,6 @@ import pandas as pd
 from esi.schema import (
     EARLIEST_DATE,
     FOLLOW_UP_WEEKS,
-    IDENTIFIER_NAME_HINTS,
     SCHEMA,
     Column,
     follow_up_columns,
@@ -55,10 +53,6 @@ SUPPORTED_SUFFIXES = {
 _MISSING_STRINGS = {"", "NA"}
 _TRUE = {"true", "yes", "1", "t", "y"}
 _FALSE = {"false", "no", "0", "f", "n"}
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"^\+?\(?\d{2,4}\)?[\s.-]?\d{3,4}[\s.-]?\d{3,4}$")
-_MRN = re.compile(r"^(MRN|mrn)?[:#\s-]*\d{6,10}$")
-_DATE_LIKE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$|^\d{1,2}/\d{1,2}/\d{2,4}$")
 _INT_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 
 
@@ -358,36 +352,6 @@ def _parse_cell(col: Column, v: object) -> object:
     return s
 
 
-# --- privacy --------------------------------------------------------------------------------
-
-def _identifier_hint(name: str) -> str | None:
-    key = re.sub(r"[\s_\-.]", "", name.lower())
-    for frag, what in IDENTIFIER_NAME_HINTS.items():
-        if frag == "name" and key in {"name", "firstname", "lastname", "fullname",
-                                      "patientname", "givenname", "familyname", "middlename"}:
-            return what
-        if frag == "mail" and key.endswith("mail"):
-            return what
-        if frag not in {"name", "mail"} and frag in key:
-            return what
-    return None
-
-
-def _content_identifier(values: Iterable[object]) -> str | None:
-    vals = [str(v).strip() for v in values if not _is_missing(v)]
-    if not vals:
-        return None
-    share = {
-        "e-mail addresses": sum(bool(_EMAIL.fullmatch(v)) for v in vals),
-        "telephone numbers": sum(bool(_PHONE.match(v)) and sum(ch.isdigit() for ch in v) >= 9
-                                 for v in vals),
-        "medical record numbers": sum(bool(_MRN.match(v)) for v in vals),
-        "dates (of birth?)": sum(bool(_DATE_LIKE.match(v)) for v in vals),
-    }
-    what, n = max(share.items(), key=lambda kv: kv[1])
-    return what if n >= max(1, len(vals) // 2) else None
-
-
 # --- the checks -----------------------------------------------------------------------------
 
 def validate_file(path: str | Path, mapping: object = None,
@@ -466,27 +430,25 @@ def validate_frame(table: RawTable, label: str) -> tuple[list[Problem], pd.DataF
     for c in missing_cols:
         problems.append(Problem(label, "missing-column", "required column is absent",
                                 column=c))
-    for i, name in enumerate(header):
+    from esi.deid import IDENTIFIER_KINDS, find_identifiers
+
+    found = find_identifiers(table).drop_duplicates("column").set_index("column")["kind"]
+    for name in header:
         if name in SCHEMA:
             continue
-        hint = _identifier_hint(name)
-        content = _content_identifier(r[i] for r in table.rows)
-        if hint or content:
-            what = hint or content
+        if name in found.index:
             problems.append(Problem(label, "direct-identifier",
-                                    f"column looks like a direct identifier ({what}); remove "
-                                    "it before analysis", column=name, privacy=True))
+                                    "column looks like a direct identifier "
+                                    f"({IDENTIFIER_KINDS[found[name]]}); remove it before "
+                                    "analysis", column=name, privacy=True))
         else:
             problems.append(Problem(label, "unknown-column",
                                     "not in the data dictionary (data/README.md)", column=name))
     idx = {name: i for i, name in enumerate(header) if name in SCHEMA}
-    if "patient_id" in idx:
-        pid_vals = [r[idx["patient_id"]] for r in table.rows]
-        if _content_identifier(pid_vals) in {"medical record numbers", "telephone numbers",
-                                             "e-mail addresses"}:
-            problems.append(Problem(label, "direct-identifier",
-                                    "patient_id values look like medical record numbers; use "
-                                    "study pseudonyms", column="patient_id", privacy=True))
+    if "patient_id" in found.index:
+        problems.append(Problem(label, "direct-identifier",
+                                f"patient_id values look like {IDENTIFIER_KINDS[found['patient_id']]}"
+                                "; use study pseudonyms", column="patient_id", privacy=True))
 
     parsed: dict[str, list[object]] = {c: [] for c in idx}
     ids: list[str | None] = []

@@ -84,7 +84,7 @@ def test_identifier_column_by_content(tmp_path, registry_frame):
                            + [t + f",pat{i}@example.org" for i, t in enumerate(text[1:])])
                  + "\n")
     _check(p, [f"{p}: column contact: [direct-identifier] column looks like a direct "
-               "identifier (e-mail addresses); remove it before analysis"])
+               "identifier (an e-mail address); remove it before analysis"])
 
 
 def test_mrn_like_patient_ids(tmp_path, registry_frame):
@@ -92,7 +92,7 @@ def test_mrn_like_patient_ids(tmp_path, registry_frame):
     frame.index = [f"{1234567 + i}" for i in range(len(frame))]
     p = _csv(tmp_path, frame)
     _check(p, [f"{p}: column patient_id: [direct-identifier] patient_id values look like "
-               "medical record numbers; use study pseudonyms"])
+               "a medical record number; use study pseudonyms"])
 
 
 def test_wrong_type(tmp_path, registry_frame):

@@ -1,0 +1,114 @@
+"""esi run: atomic run folders, failures and interruptions, provenance (tiny notebooks)."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+import esi.pipeline as pipeline
+from esi.io import write_registry
+from esi.params import load_params
+from factory import example_registry
+
+WRITE_RESULTS = """import os, pathlib
+d = pathlib.Path(os.environ["ESI_RUN_DIR"])
+for f in ["matched_pairs.csv", "balance.csv", "outcomes.csv", "reproduction.csv"]:
+    (d / f).write_text("x\\n1\\n")
+print("caliper", caliper)"""
+
+
+def _notebook(path, code):
+    nb = new_notebook()
+    params = new_code_cell("caliper = 0.2\ndata_path = ''")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(code)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_a.ipynb", "print('first')")
+    _notebook(nbdir / "02_b.ipynb", WRITE_RESULTS)
+    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", nbdir)
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", ("01_a", "02_b"))
+    data = write_registry(example_registry(), tmp_path / "registry.csv")
+    params = load_params(overrides={"data_path": str(data), "caliper": 0.3})
+    return tmp_path, nbdir, params, data
+
+
+def test_successful_run_is_complete(tiny):
+    tmp_path, _, params, data = tiny
+    before = data.read_bytes()
+    out = pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
+    names = {p.name for p in out.iterdir()}
+    assert {"index.html", "provenance.json", "01_a.html", "02_b.html", "01_a.ipynb",
+            "matched_pairs.csv"} <= names
+    assert not [n for n in names if n.startswith(".")]
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["parameters"]["caliper"] == 0.3
+    assert prov["data"]["sha256_before"] == prov["data"]["sha256_after"]
+    assert set(prov["versions"]) >= {"numpy", "pandas", "papermill", "python"}
+    assert prov["synthetic"] is False  # not the shipped synthetic registry
+    html = (out / "02_b.html").read_text()
+    assert "caliper 0.3" in html and "os.environ" not in html  # outputs, no code
+    assert data.read_bytes() == before
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_failing_notebook_leaves_no_folder(tiny):
+    tmp_path, nbdir, params, _ = tiny
+    _notebook(nbdir / "02_b.ipynb", "raise RuntimeError('boom in cell')")
+    with pytest.raises(pipeline.RunFailed, match="02_b.ipynb: cell .* raised RuntimeError: "
+                                                 "boom in cell"):
+        pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+    assert not list(tmp_path.glob(".run.*"))
+
+
+def test_missing_result_file_fails(tiny):
+    tmp_path, nbdir, params, _ = tiny
+    _notebook(nbdir / "02_b.ipynb", "print('writes nothing')")
+    with pytest.raises(pipeline.RunFailed, match="did not write matched_pairs.csv"):
+        pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_interrupted_run_keeps_the_previous_folder(tiny, monkeypatch):
+    tmp_path, _, params, _ = tiny
+    out = pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
+    stamp = (out / "provenance.json").read_text()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_execute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
+    assert (out / "provenance.json").read_text() == stamp  # the old complete run is intact
+    assert not list(tmp_path.glob(".run.*"))
+
+
+def test_run_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("ESI_RUN_DIR", raising=False)
+    assert pipeline.resolve_run_dir("") == pipeline.REPORTS_DIR / "interactive"
+    monkeypatch.setenv("ESI_RUN_DIR", str(tmp_path))
+    assert pipeline.resolve_run_dir("") == tmp_path
+    assert pipeline.resolve_run_dir("reports/x") == pipeline.PROJECT_ROOT / "reports" / "x"
+
+
+def test_esi_run_refuses_an_invalid_registry(tmp_path, capsys):
+    from esi.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id\nP1\n")
+    assert main(["run", "--data", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "[missing-column] required column is absent" in err
+    assert "nothing was run" in err and not (tmp_path / "out").exists()
