@@ -107,10 +107,11 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     from esi.params import ParameterError, load_params
     from esi.paths import REPORTS_DIR
+    from esi.pipeline import notebook_extra
     from esi.sensitivity import run_multiverse
 
     try:
-        params = load_params(args.params, extra=_sensitivity_extra())
+        params = load_params(args.params, extra=notebook_extra())
     except ParameterError as exc:
         print(f"esi multiverse: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -118,14 +119,6 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
     path = run_multiverse(params, out)
     print(f"wrote {path}")
     return EXIT_OK
-
-
-def _sensitivity_extra() -> tuple[str, ...]:
-    try:
-        from esi.sensitivity import PARAMETER_DEFAULTS
-    except ImportError:
-        return ()
-    return tuple(PARAMETER_DEFAULTS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,6 +58,7 @@ __all__ = [
     "run",
     "run_cli",
     "resolve_run_dir",
+    "notebook_extra",
     "is_synthetic",
     "write_reports_index",
 ]
@@ -537,7 +538,7 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     elif synthetic:
         overrides["synthetic"] = True
     try:
-        p = load_params(params, overrides=overrides, extra=_notebook_extra())
+        p = load_params(params, overrides=overrides, extra=notebook_extra())
     except ParameterError as exc:
         print(f"esi run: {exc}", file=sys.stderr)
         return 2
@@ -569,9 +570,9 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     return 0
 
 
-def _notebook_extra() -> tuple[str, ...]:
-    try:
-        from esi.sensitivity import PARAMETER_DEFAULTS
-    except ImportError:
-        return ()
-    return tuple(PARAMETER_DEFAULTS)
+def notebook_extra() -> tuple[str, ...]:
+    """Parameter names beyond :data:`esi.params.DEFAULTS` that a run may carry: the
+    sensitivity notebook's settings and the multiverse's grid (:mod:`esi.sensitivity`)."""
+    from esi.sensitivity import MULTIVERSE_PARAMS, SENSITIVITY_DEFAULTS
+
+    return tuple(SENSITIVITY_DEFAULTS) + tuple(MULTIVERSE_PARAMS)

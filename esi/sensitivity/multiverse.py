@@ -43,6 +43,7 @@ from scipy import stats
 
 from esi import stats as st
 from esi.balance import smd
+from esi.io import atomic_write
 from esi.matching import match
 from esi.outcomes import apply_missing_rule, derive_outcomes
 from esi.params import DEFAULTS
@@ -499,13 +500,12 @@ def run_multiverse(params: Mapping[str, Any], out_dir: str | Path) -> Path:
     pathlib.Path
         The path of ``multiverse.csv``.
     """
-    from esi.cohort import define_cohort
-    from esi.io import read_registry
-    from esi.paths import resolve
+    from esi.pipeline import Analysis, notebook_extra
 
     merged = {**DEFAULTS, **params}
-    registry = read_registry(resolve(merged["data_path"]))
-    eligible = define_cohort(registry).eligible
+    # Through Analysis, so that a real registry is protected (dates reduced, ids
+    # pseudonymised) exactly as in the notebooks.
+    eligible = Analysis(merged, extra=notebook_extra(), persist=False).cohort().eligible
     sets = merged.get("multiverse_covariate_sets") or DEFAULT_COVARIATE_SETS
     dims = {k: merged[f"multiverse_{k}"] for k in DEFAULT_GRID if f"multiverse_{k}" in merged}
     specs = specification_grid(sets, **dims)
@@ -517,5 +517,6 @@ def run_multiverse(params: Mapping[str, Any], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "multiverse.csv"
-    table.to_csv(path, index=False)
+    with atomic_write(path) as fh:
+        table.to_csv(fh, index=False, lineterminator="\n")
     return path
