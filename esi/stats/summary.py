@@ -100,16 +100,16 @@ def counts_from_percent(percent: float, n: int) -> int:
     """Rebuild an event count from a published percentage and group size.
 
     Returns ``round(percent / 100 * n)`` (half rounded away from zero). Raises ValueError if
-    the percentage is outside [0, 100] or n is not a positive whole number, or if no whole count
-    reproduces the percentage to within the rounding of a percentage given to one decimal
-    (|100 k / n - percent| > 0.05 + 100/(2n) is flagged as inconsistent).
+    the percentage is outside [0, 100], n is not a positive whole number, or the nearest whole
+    count is more than 0.5 percentage points away from the percentage (so that no rounding of
+    a published whole-number percentage could have produced it).
     """
     if not 0 <= percent <= 100:
         raise ValueError(f"percent must lie in [0, 100], got {percent!r}")
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a positive whole number, got {n!r}")
     k = int(math.floor(percent / 100 * n + 0.5))
-    if abs(100 * k / n - percent) > 0.05 + 100 / (2 * n):
+    if abs(100 * k / n - percent) > 0.5:
         raise ValueError(f"percent {percent} is inconsistent with any count out of n={n}")
     return k
 
