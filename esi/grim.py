@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
+import numpy as np
+
 __all__ = [
     "GrimResult",
     "GrimmerResult",
@@ -58,9 +60,10 @@ def as_fraction(x: float | int | str | Fraction | Decimal) -> Fraction:
         return x
     if isinstance(x, bool):
         raise ValueError(f"expected a number, got the boolean {x!r}")
-    if isinstance(x, int):
-        return Fraction(x)
-    if isinstance(x, float):
+    if isinstance(x, int | np.integer):
+        return Fraction(int(x))
+    if isinstance(x, float | np.floating):
+        x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"expected a finite number, got {x!r}")
         return Fraction(Decimal(repr(x)))

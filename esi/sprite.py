@@ -12,8 +12,9 @@ This implementation:
   ``[baseline - 10, baseline]`` for each patient);
 * accepts ``fixed`` values that count in the mean and SD but are not moved (values from another
   grid, e.g. an Oswestry score from a form with skipped sections);
-* picks a sum consistent with the mean (GRIM on the free values), starts from a random sample
-  with that sum, then moves one unit up on one value and one unit down on another (the sum, so
+* picks a sum consistent with the mean (GRIM on the free values), starts from random normal
+  draws with the target mean and SD (rounded to the scale, clipped to the bounds, then nudged to
+  that sum), then moves one unit up on one value and one unit down on another (the sum, so
   the mean, never changes) choosing at random among the moves that bring the sum of squares
   toward the SD's rounding interval without overshooting it when such a move exists;
 * returns the sample once its mean and SD round to the targets with a margin of 1e-9 of the
@@ -174,7 +175,7 @@ def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float = 1.0,
     for _ in range(max_restarts):
         k = int(rng.choice(sums))
         q_lo, q_hi = q_window(k)
-        u = _random_start(lo, hi, k, rng)
+        u = _random_start(lo, hi, k, rng, (mean / step, sd / step))
         if u is None:
             continue
         found = _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter)
@@ -186,8 +187,12 @@ def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float = 1.0,
                       f"{max_restarts} starts of {max_iter} moves")
 
 
-def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng) -> np.ndarray | None:
-    u = rng.integers(lo, hi + 1)
+def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng,
+                  centre: tuple[float, float]) -> np.ndarray | None:
+    # Start near the target: normal draws with the target mean and SD (in units), rounded and
+    # clipped to the bounds, then nudged to the chosen sum. Short climbs, varied samples.
+    m, s = centre
+    u = np.clip(np.round(m + s * rng.standard_normal(lo.size)), lo, hi).astype(np.int64)
     diff = k - int(u.sum())
     while diff != 0:
         room = (hi - u) if diff > 0 else (u - lo)

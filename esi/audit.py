@@ -1,0 +1,832 @@
+"""The reproduction audit: published figures against the analysis, and their internal checks.
+
+Everything here starts from a *published-results table* in the format of
+``published_results.csv`` (columns ``id, outcome, timepoint_weeks, group, statistic, value,
+decimals, note``), so the same code audits any study's summary table written that way.
+
+How a published figure maps onto the run's result files (general rules, no per-id table)
+---------------------------------------------------------------------------------------
+``group`` names a study group or ``comparison``; :data:`GROUP_ROLES` says which group is the
+treated (``cases``) and which the control (``controls``) side of the comparison.
+
+* ``outcome = "cohort"``, ``statistic = "n"``: the number of distinct patients of that group in
+  ``matched_pairs.csv`` (column ``treated`` or ``control``).
+* ``outcome = "cohort"``, a statistic starting with ``n_pool``: the number of patients in the
+  registry (``n_before`` of the first row of ``cohort_flow.csv``).
+* any other outcome, a group with a role, ``statistic`` in ``n, mean, sd, percent, events``:
+  ``outcomes.csv``, the row with that ``outcome`` and ``timepoint_weeks``, column
+  ``{statistic}_{role}`` (e.g. ``mean_cases``).
+* ``group = "comparison"``, ``statistic = "p"``: ``p_value`` of that ``outcomes.csv`` row.
+* a statistic ending in ``_at_least`` / ``_at_most`` / ``_upper_bound`` is a bound, not a value:
+  for ``p_at_least`` the reproduced value is the smallest P of the outcomes named (an outcome
+  ``a_and_b_rest`` names ``a_rest`` and ``b_rest``), and the figure matches when it is at least
+  the published bound; ``_upper_bound`` matches when the reproduced value does not exceed it.
+* every other figure matches when the reproduced value, rounded half away from zero to the
+  published ``decimals``, equals the published value.
+
+The n of a published mean, SD or percentage (for GRIM, GRIMMER, SPRITE and tests from summary
+statistics) is the published ``n`` of the same outcome, time point and group when the table has
+one, else the group's ``cohort`` n.
+
+Outputs of :func:`run_audit` (one finding per row, each naming the published figure's ``id``):
+``reproduction.csv`` (id, published, reproduced, decimals, match), ``reproduction_sources.csv``
+(where each reproduced value was read), ``p_value_audit.csv`` (every test, from the data and
+from the summary statistics, one- and two-sided), ``p_value_summary.csv`` (per published P:
+which tests give it, or "none"), ``grim_audit.csv`` (every mean/SD/percentage on every candidate
+scale), ``sprite_distribution.csv`` and ``sprite_p_narrowing.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from esi.grim import (
+    ODI_COMPLETE,
+    consistent_n,
+    grim,
+    grim_percent,
+    grimmer,
+)
+from esi.paths import PUBLISHED_RESULTS
+
+__all__ = [
+    "GROUP_ROLES",
+    "Scale",
+    "SCALES",
+    "CANDIDATE_SCALES",
+    "read_published",
+    "round_half_up",
+    "reproduced_figures",
+    "reproduce",
+    "outcome_data",
+    "p_value_audit",
+    "p_value_summary",
+    "grim_audit",
+    "sprite_audit",
+    "run_audit",
+]
+
+#: Study group -> side of the comparison in outcomes.csv (``cases``/``controls``) and in
+#: matched_pairs.csv (``treated``/``control``).
+GROUP_ROLES: dict[str, tuple[str, str]] = {
+    "near_normal": ("cases", "treated"),
+    "abnormal": ("controls", "control"),
+}
+
+PUBLISHED_COLUMNS = ("id", "outcome", "timepoint_weeks", "group", "statistic", "value",
+                     "decimals")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The measurement scale of an outcome, for GRIM/GRIMMER/SPRITE.
+
+    Attributes
+    ----------
+    name : str
+        In words (e.g. ``"half-point NRS difference"``).
+    granularity : fractions.Fraction
+        Step of one patient's value.
+    lower, upper : float
+        Smallest and largest possible value of one patient.
+    """
+
+    name: str
+    granularity: Fraction
+    lower: float
+    upper: float
+
+
+#: The scale of each outcome of published_results.csv: a reduction is a baseline score minus
+#: a follow-up score on the same scale, so it has the scale's step and twice its range.
+SCALES: dict[str, Scale] = {
+    "leg_pain_reduction": Scale("half-point NRS 0-10, difference", Fraction(1, 2), -10, 10),
+    "back_pain_reduction": Scale("half-point NRS 0-10, difference", Fraction(1, 2), -10, 10),
+    "odi_reduction": Scale("ODI complete forms (steps of 2), difference", ODI_COMPLETE,
+                           -100, 100),
+}
+
+#: Scales every mean and SD is tried on (name, granularity): integer, half-point, ODI scoring
+#: with complete forms, and ODI mixing complete forms with forms missing one section (steps of
+#: 20/9, so sums in steps of 2/9) or two sections (steps of 2.5, so sums in steps of 0.5).
+CANDIDATE_SCALES: tuple[tuple[str, Fraction], ...] = (
+    ("integer", Fraction(1)),
+    ("half-point", Fraction(1, 2)),
+    ("ODI complete forms", ODI_COMPLETE),
+    ("ODI complete + one-section-skipped forms", Fraction(2, 9)),
+    ("ODI complete + two-sections-skipped forms", Fraction(1, 2)),
+)
+
+
+def read_published(path: str | Path | pd.DataFrame = PUBLISHED_RESULTS) -> pd.DataFrame:
+    """Read a published-results table and check its columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with ``timepoint_weeks`` and ``decimals`` as int, ``value`` as float.
+    """
+    tab = path.copy() if isinstance(path, pd.DataFrame) else pd.read_csv(path)
+    missing = [c for c in PUBLISHED_COLUMNS if c not in tab.columns]
+    if missing:
+        raise ValueError(f"published table lacks column(s) {missing}; expected the format of "
+                         "published_results.csv")
+    if tab["id"].duplicated().any():
+        raise ValueError(f"published table: duplicated id(s) "
+                         f"{tab.loc[tab['id'].duplicated(), 'id'].tolist()}")
+    tab["timepoint_weeks"] = tab["timepoint_weeks"].astype(int)
+    tab["decimals"] = tab["decimals"].astype(int)
+    tab["value"] = tab["value"].astype(float)
+    return tab.reset_index(drop=True)
+
+
+def round_half_up(x: float, decimals: int) -> float:
+    """Round half away from zero at ``decimals`` places (as a person reports a number)."""
+    if x is None or not math.isfinite(float(x)):
+        return float("nan")
+    q = Decimal(1).scaleb(-int(decimals))
+    return float(Decimal(repr(float(x))).quantize(q, rounding=ROUND_HALF_UP))
+
+
+def _components(outcome: str) -> list[str]:
+    # "leg_and_back_pain_reduction" -> ["leg_pain_reduction", "back_pain_reduction"]
+    if "_and_" not in outcome:
+        return [outcome]
+    head, _, tail = outcome.partition("_and_")
+    first_rest = tail.split("_", 1)
+    rest = first_rest[1] if len(first_rest) > 1 else ""
+    return [f"{head}_{rest}" if rest else head] + _components(tail)
+
+
+def _bound_kind(statistic: str) -> str | None:
+    if statistic.endswith("_at_least"):
+        return "at_least"
+    if statistic.endswith("_at_most") or statistic.endswith("_upper_bound"):
+        return "at_most"
+    return None
+
+
+def _group_n(published: pd.DataFrame, outcome: str, t: int, group: str) -> int | None:
+    own = published[(published["outcome"] == outcome) & (published["timepoint_weeks"] == t)
+                    & (published["group"] == group) & (published["statistic"] == "n")]
+    if len(own):
+        return int(own["value"].iloc[0])
+    coh = published[(published["outcome"] == "cohort") & (published["group"] == group)
+                    & (published["statistic"] == "n")]
+    return int(coh["value"].iloc[0]) if len(coh) else None
+
+
+# ------------------------------------------------------------------------------ reproduction
+def reproduced_figures(published: pd.DataFrame, outcomes: pd.DataFrame,
+                       pairs: pd.DataFrame | None = None,
+                       flow: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read the reproduced value of every published figure from the run's tables.
+
+    Parameters
+    ----------
+    published
+        Published-results table (:func:`read_published`).
+    outcomes
+        ``outcomes.csv`` (:func:`esi.compare.compare_matched`).
+    pairs
+        ``matched_pairs.csv`` (``MatchResult.pairs``), for cohort n.
+    flow
+        ``cohort_flow.csv`` (``Cohort.flow``), for the registry size.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``id``, ``reproduced`` (float, NaN when the rules find nothing) and
+        ``source`` (file, row and column read, or why nothing was found).
+    """
+    published = read_published(published)
+    rows = []
+    for r in published.itertuples():
+        val, src = float("nan"), ""
+        role = GROUP_ROLES.get(r.group)
+        if r.outcome == "cohort":
+            if r.statistic == "n" and role is not None and pairs is not None:
+                val = float(pairs[role[1]].astype(str).nunique())
+                src = f"matched_pairs.csv: distinct {role[1]}"
+            elif r.statistic.startswith("n_pool") and flow is not None and len(flow):
+                val = float(flow["n_before"].iloc[0])
+                src = "cohort_flow.csv: n_before of the first step (registry size)"
+            else:
+                src = "no rule or file for this cohort figure"
+        elif r.group == "comparison" and (r.statistic == "p" or r.statistic.startswith("p_")):
+            ps, where = [], []
+            for o in _components(r.outcome):
+                hit = outcomes[(outcomes["outcome"] == o)
+                               & (outcomes["timepoint_weeks"] == r.timepoint_weeks)]
+                if len(hit):
+                    ps.append(float(hit["p_value"].iloc[0]))
+                    where.append(o)
+            if ps:
+                kind = _bound_kind(r.statistic)
+                val = min(ps) if kind == "at_least" else max(ps) if kind else ps[0]
+                src = (f"outcomes.csv: p_value of {', '.join(where)} at "
+                       f"{r.timepoint_weeks} weeks" + (" (smallest)" if kind == "at_least"
+                                                       and len(ps) > 1 else ""))
+            else:
+                src = f"outcomes.csv has no row for {r.outcome} at {r.timepoint_weeks} weeks"
+        elif role is not None:
+            col = f"{r.statistic}_{role[0]}"
+            hit = outcomes[(outcomes["outcome"] == r.outcome)
+                           & (outcomes["timepoint_weeks"] == r.timepoint_weeks)]
+            if len(hit) and col in outcomes.columns:
+                val = float(hit[col].iloc[0])
+                src = f"outcomes.csv: {col} of {r.outcome} at {r.timepoint_weeks} weeks"
+            else:
+                src = f"outcomes.csv has no {col} for {r.outcome} at {r.timepoint_weeks} weeks"
+        else:
+            src = f"no rule for group {r.group!r}"
+        rows.append({"id": r.id, "reproduced": val, "source": src})
+    return pd.DataFrame(rows, columns=["id", "reproduced", "source"])
+
+
+def reproduce(published: pd.DataFrame, reproduced: Mapping[str, float] | pd.DataFrame
+              ) -> pd.DataFrame:
+    """Compare every published figure with its reproduced value.
+
+    Parameters
+    ----------
+    published
+        Published-results table (format of ``published_results.csv``).
+    reproduced
+        ``{id: value}`` or a DataFrame with columns ``id`` and ``reproduced``
+        (:func:`reproduced_figures`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per published figure, columns ``id``, ``published``, ``reproduced`` (rounded
+        half away from zero to ``decimals``; bounds as computed), ``decimals``, ``match``
+        (bool; see the module notes for bounds). This is ``reproduction.csv``.
+    """
+    published = read_published(published)
+    if isinstance(reproduced, pd.DataFrame):
+        if not {"id", "reproduced"}.issubset(reproduced.columns):
+            raise ValueError("reproduced must have columns 'id' and 'reproduced'")
+        values = dict(zip(reproduced["id"], reproduced["reproduced"], strict=True))
+    elif isinstance(reproduced, Mapping):
+        values = dict(reproduced)
+    else:
+        raise ValueError(f"reproduced must be a dict or DataFrame, got "
+                         f"{type(reproduced).__name__}")
+    rows = []
+    for r in published.itertuples():
+        v = values.get(r.id, float("nan"))
+        v = float("nan") if v is None else float(v)
+        kind = _bound_kind(r.statistic)
+        if math.isnan(v):
+            ok, shown = False, v
+        elif kind == "at_least":
+            ok, shown = v >= r.value, round_half_up(v, max(r.decimals, 3))
+        elif kind == "at_most":
+            ok, shown = v <= r.value, round_half_up(v, r.decimals)
+        else:
+            shown = round_half_up(v, r.decimals)
+            ok = shown == round_half_up(r.value, r.decimals)
+        rows.append({"id": r.id, "published": r.value, "reproduced": shown,
+                     "decimals": int(r.decimals), "match": bool(ok)})
+    return pd.DataFrame(rows, columns=["id", "published", "reproduced", "decimals", "match"])
+
+
+# ------------------------------------------------------------------------------ P values
+def outcome_data(registry: pd.DataFrame, pairs: pd.DataFrame, *, missing: str = "complete_case",
+                 success_threshold: float = 2.0) -> dict[str, dict[str, object]]:
+    """Per-patient outcomes of the matched sample, for tests on the reproduced data.
+
+    Parameters
+    ----------
+    registry
+        The (eligible) registry, index ``patient_id``.
+    pairs
+        ``matched_pairs.csv`` (columns ``treated``, ``control``).
+    missing, success_threshold
+        As :func:`esi.compare.compare_matched`.
+
+    Returns
+    -------
+    dict
+        ``outcome column (e.g. "leg_pain_reduction_4w") -> {"cases": array, "controls": array,
+        "pairs": (case values, control values) of complete 1:1 pairs}``; binary outcomes as
+        0/1 floats. Cases are the distinct treated ids; controls one value per pair row.
+    """
+    from esi.outcomes import apply_missing_rule, derive_outcomes
+
+    out = derive_outcomes(apply_missing_rule(registry, missing),
+                          success_threshold=success_threshold)
+    treated = pairs["treated"].astype(str)
+    control = pairs["control"].astype(str)
+    cases = list(dict.fromkeys(treated))
+    data: dict[str, dict[str, object]] = {}
+    for col in out.columns:
+        if col.startswith("visit_missed"):
+            continue
+        s = pd.to_numeric(out[col].astype("Float64"), errors="coerce").astype(float)
+        x = s.reindex(cases).to_numpy()
+        y = s.reindex(control).to_numpy()
+        px, py = s.reindex(treated).to_numpy(), y
+        ok = ~np.isnan(px) & ~np.isnan(py)
+        data[col] = {"cases": x[~np.isnan(x)], "controls": y[~np.isnan(y)],
+                     "pairs": (px[ok], py[ok])}
+    return data
+
+
+_ALTS = ("two-sided", "less", "greater")
+
+
+def _data_tests(values: dict[str, object], binary: bool) -> list[tuple[str, str, float]]:
+    from esi import stats as st
+
+    x, y = values["cases"], values["controls"]
+    px, py = values["pairs"]
+    res: list[tuple[str, str, float]] = []
+
+    def add(name, alt, fn):
+        try:
+            p = fn().p_value
+        except ValueError:
+            p = float("nan")
+        res.append((name, alt, float(p)))
+
+    if binary:
+        a, b = int(np.sum(x)), len(x) - int(np.sum(x))
+        c, d = int(np.sum(y)), len(y) - int(np.sum(y))
+        table = [[a, b], [c, d]]
+        for alt in _ALTS:
+            add("fisher", alt, lambda alt=alt: st.fisher_exact(table, alternative=alt))
+        add("chi2", "two-sided", lambda: st.chi2_test(table, correct=False))
+        add("chi2_yates", "two-sided", lambda: st.chi2_test(table, correct=True))
+        if len(px) == len(x) == len(y):
+            both = int(np.sum((px == 1) & (py == 1)))
+            only_case = int(np.sum((px == 1) & (py == 0)))
+            only_ctrl = int(np.sum((px == 0) & (py == 1)))
+            neither = int(np.sum((px == 0) & (py == 0)))
+            ptab = [[both, only_case], [only_ctrl, neither]]
+            add("mcnemar_exact", "two-sided", lambda: st.mcnemar_exact(ptab))
+            add("mcnemar_chi2", "two-sided", lambda: st.mcnemar_chi2(ptab))
+        return res
+    for alt in _ALTS:
+        add("welch", alt, lambda alt=alt: st.welch_t(x, y, alternative=alt))
+        add("student", alt, lambda alt=alt: st.student_t(x, y, alternative=alt))
+        add("mann_whitney", alt, lambda alt=alt: st.mann_whitney(x, y, alternative=alt))
+        if len(px) >= 2:
+            add("paired_t", alt, lambda alt=alt: st.paired_t(px, py, alternative=alt))
+            add("wilcoxon", alt, lambda alt=alt: st.wilcoxon_signed_rank(px, py,
+                                                                         alternative=alt))
+    return res
+
+
+def _summary_tests(published: pd.DataFrame, outcome: str, t: int) -> list[tuple[str, str, float]]:
+    from esi import stats as st
+
+    def fig(group, stat):
+        hit = published[(published["outcome"] == outcome) & (published["timepoint_weeks"] == t)
+                        & (published["group"] == group) & (published["statistic"] == stat)]
+        return float(hit["value"].iloc[0]) if len(hit) else None
+
+    g1, g0 = (g for g in GROUP_ROLES)
+    n1, n0 = _group_n(published, outcome, t, g1), _group_n(published, outcome, t, g0)
+    res: list[tuple[str, str, float]] = []
+    m1, s1, m0, s0 = fig(g1, "mean"), fig(g1, "sd"), fig(g0, "mean"), fig(g0, "sd")
+    if None not in (m1, s1, m0, s0, n1, n0):
+        for alt in _ALTS:
+            for eq, name in ((False, "welch_summary"), (True, "student_summary")):
+                p = st.ttest_from_summary(m1, s1, n1, m0, s0, n0, equal_var=eq,
+                                          alternative=alt).p_value
+                res.append((name, alt, float(p)))
+    p1, p0 = fig(g1, "percent"), fig(g0, "percent")
+    if None not in (p1, p0, n1, n0):
+        k1, k0 = st.counts_from_percent(p1, n1), st.counts_from_percent(p0, n0)
+        table = [[k1, n1 - k1], [k0, n0 - k0]]
+        for alt in _ALTS:
+            res.append(("fisher_summary", alt,
+                        float(st.fisher_exact(table, alternative=alt).p_value)))
+        for corr, name in ((False, "chi2_summary"), (True, "chi2_yates_summary")):
+            chi = st.chi2_test(table, correct=corr)
+            res.append((name, "two-sided", float(chi.p_value)))
+            # One-sided z test of two proportions: half the chi-square P in the observed
+            # direction (cases below controls: "less").
+            lower = k1 / n1 < k0 / n0
+            half = chi.p_value / 2
+            res.append((name, "less", float(half if lower else 1 - half)))
+            res.append((name, "greater", float(1 - half if lower else half)))
+    return res
+
+
+def p_value_audit(published: pd.DataFrame, data: dict[str, dict[str, object]] | None = None
+                  ) -> pd.DataFrame:
+    """Which standard tests give each published P, from the data and from the summary.
+
+    Parameters
+    ----------
+    published
+        Published-results table.
+    data
+        :func:`outcome_data` of the reproduced matched sample, or ``None`` to test the
+        published summary statistics only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per published P x outcome x source x test x alternative: ``id``, ``outcome``
+        (the outcome column tested), ``source`` (``data`` or ``summary``: means and SDs for t
+        tests, counts rebuilt from percentages and n for Fisher and chi-square), ``test``,
+        ``alternative``, ``p_value``, ``published``, ``decimals``, ``criterion`` (``"equals
+        after rounding"`` or ``">= bound"``), ``gives_published`` (bool).
+
+    Notes
+    -----
+    The tests are those of :mod:`esi.stats` (each checked against R: ``t.test``,
+    ``wilcox.test``, ``fisher.test``, ``chisq.test``, ``mcnemar.test``). The one-sided chi-square
+    rows are the z test of two proportions (half the two-sided P in the observed direction).
+    """
+    published = read_published(published)
+    rows = []
+    for r in published.itertuples():
+        if r.group != "comparison" or not (r.statistic == "p" or r.statistic.startswith("p_")):
+            continue
+        kind = _bound_kind(r.statistic)
+        crit = ">= bound" if kind == "at_least" else "<= bound" if kind else \
+            "equals after rounding"
+
+        def gives(p, r=r, kind=kind):
+            if not math.isfinite(p):
+                return False
+            if kind == "at_least":
+                return p >= r.value
+            if kind == "at_most":
+                return p <= r.value
+            return round_half_up(p, r.decimals) == round_half_up(r.value, r.decimals)
+
+        for o in _components(r.outcome):
+            col = f"{o}_{r.timepoint_weeks}w"
+            found = []
+            if data is not None and col in data:
+                binary = set(np.unique(data[col]["cases"])) <= {0.0, 1.0} and \
+                    set(np.unique(data[col]["controls"])) <= {0.0, 1.0}
+                found += [("data",) + x for x in _data_tests(data[col], binary)]
+            found += [("summary",) + x for x in _summary_tests(published, o, r.timepoint_weeks)]
+            for source, test, alt, p in found:
+                rows.append({"id": r.id, "outcome": col, "source": source, "test": test,
+                             "alternative": alt, "p_value": p, "published": r.value,
+                             "decimals": int(r.decimals), "criterion": crit,
+                             "gives_published": bool(gives(p))})
+    cols = ["id", "outcome", "source", "test", "alternative", "p_value", "published",
+            "decimals", "criterion", "gives_published"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def p_value_summary(audit: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """One row per published P: the tests that give it, from the data and from the summary.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id``, ``published``, ``from_data`` and ``from_summary`` (``"test (alternative)"``
+        joined by ``"; "``, or ``"none"``; ``"not tested"`` when no test could be run),
+        ``verdict`` (a sentence).
+    """
+    published = read_published(published)
+    rows = []
+    for r in published.itertuples():
+        if r.group != "comparison" or not (r.statistic == "p" or r.statistic.startswith("p_")):
+            continue
+        sub = audit[audit["id"] == r.id]
+        out = {"id": r.id, "published": r.value}
+        for source in ("data", "summary"):
+            s = sub[sub["source"] == source]
+            if s.empty:
+                out[f"from_{source}"] = "not tested"
+                continue
+            multi = s["outcome"].nunique() > 1
+            if multi:  # a joint statement: a test counts when it holds for every outcome
+                ok = s.groupby(["test", "alternative"])["gives_published"].all()
+                names = [f"{t} ({a})" for (t, a), v in ok.items() if v]
+            else:
+                names = [f"{t} ({a})" for t, a, v in zip(s["test"], s["alternative"],
+                                                        s["gives_published"], strict=True) if v]
+            out[f"from_{source}"] = "; ".join(names) if names else "none"
+        if out["from_data"] == "none" and out["from_summary"] in ("none", "not tested"):
+            verdict = "no standard test gives the published P"
+        elif out["from_data"] not in ("none", "not tested"):
+            verdict = "reproduced from the data by: " + out["from_data"]
+        else:
+            verdict = "given only by tests on the summary statistics: " + out["from_summary"]
+        out["verdict"] = verdict
+        rows.append(out)
+    return pd.DataFrame(rows, columns=["id", "published", "from_data", "from_summary",
+                                       "verdict"])
+
+
+# ------------------------------------------------------------------------------ GRIM
+def _paired_sd(published: pd.DataFrame, r) -> pd.Series | None:
+    hit = published[(published["outcome"] == r.outcome)
+                    & (published["timepoint_weeks"] == r.timepoint_weeks)
+                    & (published["group"] == r.group) & (published["statistic"] == "mean")]
+    return hit.iloc[0] if len(hit) else None
+
+
+def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = None,
+               candidates=CANDIDATE_SCALES, max_n_search: int = 40) -> pd.DataFrame:
+    """GRIM (means, percentages) and GRIMMER (SDs) of every published figure.
+
+    Parameters
+    ----------
+    published
+        Published-results table.
+    scales
+        Outcome -> :class:`Scale` (default :data:`SCALES`); the figure's own scale.
+    candidates
+        (name, granularity) scales every mean and SD is also tried on.
+    max_n_search
+        Smaller sample sizes tried when a figure is inconsistent (down to n - max_n_search).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per figure x scale: ``id``, ``check`` (GRIM, GRIMMER, GRIM-percent), ``n``,
+        ``scale``, ``granularity``, ``own_scale`` (bool: the outcome's measurement scale),
+        ``consistent`` (bool), ``reason``, ``nearest_consistent`` (closest means k g / n
+        below/above), ``largest_consistent_n`` (largest n' < n at which the figure is
+        consistent on this scale, if any), ``finer_consistent_scales`` (candidate scales
+        with a smaller step on which it is consistent), ``remedy`` (a sentence).
+    """
+    published = read_published(published)
+    scales = SCALES if scales is None else scales
+    rows = []
+    for r in published.itertuples():
+        if r.outcome == "cohort" or r.statistic not in ("mean", "sd", "percent"):
+            continue
+        n = _group_n(published, r.outcome, r.timepoint_weeks, r.group)
+        if n is None:
+            continue
+        if r.statistic == "percent":
+            res = grim_percent(r.value, n, r.decimals)
+            ns = [k for k in range(max(1, n - max_n_search), n)
+                  if grim_percent(r.value, k, r.decimals).consistent]
+            rows.append(dict(id=r.id, check="GRIM-percent", n=n, scale="count of n patients",
+                             granularity=100.0, own_scale=True, consistent=res.consistent,
+                             reason="consistent" if res.consistent else "no count k with 100k/n",
+                             nearest_consistent=f"{res.nearest_below:.4f} / "
+                                                f"{res.nearest_above:.4f}",
+                             largest_consistent_n=max(ns) if ns else None,
+                             finer_consistent_scales="",
+                             remedy="" if res.consistent else
+                             "a smaller n (missing data) would make it possible"))
+            continue
+        own = scales.get(r.outcome)
+        tried = list(candidates)
+        if own is not None and all(g != own.granularity or nm != own.name for nm, g in tried):
+            tried = [(own.name, own.granularity)] + tried
+        mean_row = _paired_sd(published, r) if r.statistic == "sd" else None
+        for name, g in tried:
+            is_own = own is not None and g == own.granularity and (
+                name == own.name or name.startswith("ODI complete forms") and
+                own.granularity == ODI_COMPLETE)
+            if r.statistic == "mean":
+                res = grim(r.value, n, r.decimals, g)
+                ok, reason = res.consistent, "consistent" if res.consistent else \
+                    "no sum of n values on this scale gives the mean"
+                near = f"{res.nearest_below:.4f} / {res.nearest_above:.4f}"
+                ns = consistent_n(r.value, r.decimals, g, range(max(1, n - max_n_search), n))
+                finer = [nm for nm, gg in candidates if gg < g and
+                         grim(r.value, n, r.decimals, gg).consistent]
+                check = "GRIM"
+            else:
+                if mean_row is None:
+                    continue
+                res = grimmer(mean_row["value"], r.value, n, int(mean_row["decimals"]),
+                              r.decimals, g)
+                ok, reason = res.consistent, res.reason
+                near = ""
+                ns = consistent_n(mean_row["value"], int(mean_row["decimals"]), g,
+                                  range(max(2, n - max_n_search), n), sd=r.value,
+                                  sd_decimals=r.decimals)
+                finer = [nm for nm, gg in candidates if gg < g and
+                         grimmer(mean_row["value"], r.value, n, int(mean_row["decimals"]),
+                                 r.decimals, gg).consistent]
+                check = "GRIMMER"
+            if ok:
+                remedy = ""
+            else:
+                parts = []
+                if ns:
+                    parts.append(f"n = {max(ns)} instead of {n} (missing data)")
+                if finer:
+                    parts.append("a finer scale: " + ", ".join(finer))
+                remedy = "consistent with " + " or ".join(parts) if parts else \
+                    "no smaller n nor finer candidate scale helps"
+            rows.append(dict(id=r.id, check=check, n=n, scale=name, granularity=float(g),
+                             own_scale=bool(is_own), consistent=bool(ok), reason=reason,
+                             nearest_consistent=near,
+                             largest_consistent_n=max(ns) if ns else None,
+                             finer_consistent_scales="; ".join(finer), remedy=remedy))
+    cols = ["id", "check", "n", "scale", "granularity", "own_scale", "consistent", "reason",
+            "nearest_consistent", "largest_consistent_n", "finer_consistent_scales", "remedy"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["largest_consistent_n"] = out["largest_consistent_n"].astype("Int64")
+    return out
+
+
+# ------------------------------------------------------------------------------ SPRITE
+def _vector_p(test: str, alt: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P-values of ``test`` for every pair of rows (a[i], b[j]); a: (k1, n1), b: (k2, n2)."""
+    from scipy import stats
+
+    x = a[:, None, :]
+    y = b[None, :, :]
+    if test in ("welch", "student"):
+        return stats.ttest_ind(x, y, axis=-1, equal_var=test == "student",
+                               alternative=alt).pvalue
+    if test == "mann_whitney":
+        # R wilcox.test with ties: normal approximation with continuity correction.
+        x2, y2 = np.broadcast_arrays(x, y[..., :1])[0], np.broadcast_arrays(y, x[..., :1])[0]
+        return stats.mannwhitneyu(x2, y2, axis=-1, alternative=alt, method="asymptotic",
+                                  use_continuity=True).pvalue
+    raise ValueError(f"test {test!r} is not available for SPRITE narrowing")
+
+
+def _rounds_to_published(p: np.ndarray, value: float, decimals: int) -> np.ndarray:
+    # Vectorised round-half-up comparison; the 1e-9 guard absorbs binary representation error.
+    scale = 10.0 ** decimals
+    return np.floor(np.asarray(p, dtype=float) * scale + 0.5 + 1e-9) == round(value * scale)
+
+
+def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
+                 scales: Mapping[str, Scale] | None = None,
+                 tests=("welch", "student", "mann_whitney")) -> dict[str, pd.DataFrame]:
+    """SPRITE samples for every published mean/SD and how far the published P narrow them.
+
+    For each outcome, time point and group with a published n, mean and SD, up to ``k``
+    distinct samples on the outcome's scale (:data:`SCALES`; when the mean is GRIM-inconsistent
+    there, on the coarsest finer candidate scale that is consistent, named in ``scale``).
+    For each published P of that outcome, every pair (case sample, control sample) is tested
+    with ``tests``, two- and one-sided, and the pairs giving the published P counted.
+
+    Returns
+    -------
+    dict of pandas.DataFrame
+        ``"samples"``: ``id`` (the mean's id), ``scale``, ``sample``, ``position``, ``value``;
+        ``"distribution"``: ``id``, ``value``, ``share`` (of all sampled values),
+        ``share_given_p`` (among samples in at least one pair that gives the published P with
+        some test; NaN when no P applies);
+        ``"narrowing"``: ``id`` (the P's id), ``test``, ``alternative``, ``n_pairs``,
+        ``n_giving_p``, ``share_giving_p``, ``cases_samples_kept``, ``controls_samples_kept``.
+    """
+    from esi.sprite import SpriteError, sprite_many
+
+    published = read_published(published)
+    scales = SCALES if scales is None else scales
+    samples: dict[tuple[str, int, str], tuple[str, np.ndarray]] = {}
+    rows_s = []
+    rng = np.random.default_rng(seed)
+    for r in published.itertuples():
+        if r.statistic != "mean" or r.outcome not in scales:
+            continue
+        sd = published[(published["outcome"] == r.outcome)
+                       & (published["timepoint_weeks"] == r.timepoint_weeks)
+                       & (published["group"] == r.group) & (published["statistic"] == "sd")]
+        n = _group_n(published, r.outcome, r.timepoint_weeks, r.group)
+        if sd.empty or n is None:
+            continue
+        sc = scales[r.outcome]
+        options = [(sc.name, sc.granularity)] + sorted(
+            [(nm, g) for nm, g in CANDIDATE_SCALES if g < sc.granularity],
+            key=lambda t: -t[1])
+        for name, g in options:
+            if not grimmer(r.value, float(sd["value"].iloc[0]), n, r.decimals,
+                           int(sd["decimals"].iloc[0]), g).consistent:
+                continue
+            lo = math.ceil(Fraction(sc.lower) / g) * g
+            hi = math.floor(Fraction(sc.upper) / g) * g
+            try:
+                df = sprite_many(n, r.value, float(sd["value"].iloc[0]), k, lower=float(lo),
+                                 upper=float(hi), step=float(g), mean_decimals=r.decimals,
+                                 sd_decimals=int(sd["decimals"].iloc[0]),
+                                 seed=int(rng.integers(2**31)))
+            except SpriteError:
+                continue
+            arr = df.pivot(index="sample", columns="position", values="value").to_numpy()
+            samples[(r.outcome, r.timepoint_weeks, r.group)] = (r.id, arr)
+            df.insert(0, "scale", name)
+            df.insert(0, "id", r.id)
+            rows_s.append(df)
+            break
+    samples_df = (pd.concat(rows_s, ignore_index=True) if rows_s else
+                  pd.DataFrame(columns=["id", "scale", "sample", "position", "value"]))
+    g1, g0 = (g for g in GROUP_ROLES)
+    rows_n = []
+    kept: dict[str, set[int]] = {}
+    for r in published.itertuples():
+        if r.group != "comparison" or r.statistic != "p":
+            continue
+        a = samples.get((r.outcome, r.timepoint_weeks, g1))
+        b = samples.get((r.outcome, r.timepoint_weeks, g0))
+        if a is None or b is None:
+            continue
+        any_ok = np.zeros((len(a[1]), len(b[1])), bool)
+        for test in tests:
+            for alt in _ALTS:
+                p = _vector_p(test, alt, a[1], b[1])
+                ok = _rounds_to_published(p, r.value, r.decimals)
+                any_ok |= ok
+                rows_n.append(dict(id=r.id, test=test, alternative=alt, n_pairs=int(ok.size),
+                                   n_giving_p=int(ok.sum()),
+                                   share_giving_p=float(ok.mean()),
+                                   cases_samples_kept=int(ok.any(axis=1).sum()),
+                                   controls_samples_kept=int(ok.any(axis=0).sum())))
+        kept[a[0]] = set(np.flatnonzero(any_ok.any(axis=1)).tolist())
+        kept[b[0]] = set(np.flatnonzero(any_ok.any(axis=0)).tolist())
+    rows_d = []
+    for fid, sub in samples_df.groupby("id", sort=False):
+        allv = sub["value"].value_counts(normalize=True)
+        if fid in kept:
+            sel = sub[sub["sample"].isin(kept[fid])]["value"]
+            given = sel.value_counts(normalize=True) if len(sel) else pd.Series(dtype=float)
+        else:
+            given = None
+        for v in sorted(allv.index):
+            rows_d.append(dict(id=fid, value=float(v), share=float(allv[v]),
+                               share_given_p=(float(given.get(v, 0.0)) if given is not None
+                                              else float("nan"))))
+    return {
+        "samples": samples_df,
+        "distribution": pd.DataFrame(rows_d, columns=["id", "value", "share", "share_given_p"]),
+        "narrowing": pd.DataFrame(rows_n, columns=["id", "test", "alternative", "n_pairs",
+                                                   "n_giving_p", "share_giving_p",
+                                                   "cases_samples_kept",
+                                                   "controls_samples_kept"]),
+    }
+
+
+# ------------------------------------------------------------------------------ run folder
+def run_audit(run_dir: str | Path, published_path: str | Path | pd.DataFrame = PUBLISHED_RESULTS,
+              registry: pd.DataFrame | str | Path | None = None, *,
+              missing: str = "complete_case", success_threshold: float = 2.0,
+              sprite_samples: int = 200, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Audit a run folder against a published-results table and write the audit CSVs there.
+
+    Parameters
+    ----------
+    run_dir
+        Folder holding ``outcomes.csv``, ``matched_pairs.csv`` and ``cohort_flow.csv`` (the
+        last two optional: cohort figures are then not reproduced).
+    published_path
+        Published-results table (path or DataFrame) in the format of
+        ``published_results.csv``.
+    registry
+        The registry the run analysed (DataFrame or path; the eligible cohort or the whole
+        registry). Needed for the P-value tests on the reproduced data; ``None`` tests the
+        summary statistics only.
+    missing, success_threshold
+        As the run (for the tests on the data).
+    sprite_samples, seed
+        SPRITE samples per published mean/SD and the seed of the search.
+
+    Returns
+    -------
+    dict of pandas.DataFrame
+        ``reproduction``, ``reproduction_sources``, ``p_value_audit``, ``p_value_summary``,
+        ``grim_audit``, ``sprite_distribution``, ``sprite_p_narrowing`` (each also written as
+        ``<name>.csv`` in ``run_dir``) and ``sprite_samples`` (not written).
+    """
+    from esi.io import atomic_write, read_registry
+
+    run_dir = Path(run_dir)
+    published = read_published(published_path)
+    if not (run_dir / "outcomes.csv").exists():
+        raise ValueError(f"run_dir {run_dir} has no outcomes.csv")
+    outcomes = pd.read_csv(run_dir / "outcomes.csv")
+    pairs = (pd.read_csv(run_dir / "matched_pairs.csv", dtype={"treated": str, "control": str})
+             if (run_dir / "matched_pairs.csv").exists() else None)
+    flow = (pd.read_csv(run_dir / "cohort_flow.csv")
+            if (run_dir / "cohort_flow.csv").exists() else None)
+    sources = reproduced_figures(published, outcomes, pairs, flow)
+    tables = {"reproduction": reproduce(published, sources), "reproduction_sources": sources}
+    data = None
+    if registry is not None and pairs is not None:
+        reg = registry if isinstance(registry, pd.DataFrame) else read_registry(registry)
+        data = outcome_data(reg, pairs, missing=missing, success_threshold=success_threshold)
+    pa = p_value_audit(published, data)
+    tables["p_value_audit"] = pa
+    tables["p_value_summary"] = p_value_summary(pa, published)
+    tables["grim_audit"] = grim_audit(published)
+    sp = sprite_audit(published, k=sprite_samples, seed=seed)
+    tables["sprite_distribution"] = sp["distribution"]
+    tables["sprite_p_narrowing"] = sp["narrowing"]
+    for name, tab in tables.items():
+        with atomic_write(run_dir / f"{name}.csv") as fh:
+            tab.to_csv(fh, index=False, lineterminator="\n")
+    tables["sprite_samples"] = sp["samples"]
+    return tables
