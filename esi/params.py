@@ -48,6 +48,11 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 
 
+#: Tests whose results multiple imputation can pool (see :func:`esi.compare.compare_matched`).
+MICE_TESTS = ("welch", "student", "paired_t")
+MICE_BINARY_TESTS = ("chi2", "chi2_yates")
+
+
 class ParameterError(ValueError):
     """A parameter value breaks its rule; the message names the source, parameter and rule."""
 
@@ -109,6 +114,13 @@ def check_params(params: dict[str, Any], source: str = "parameters",
         raise bad("success_threshold", "must be a positive number of NRS points")
     if not isinstance(out["alpha"], float) or not 0 < out["alpha"] < 1:
         raise bad("alpha", "must be a number between 0 and 1")
+    if out["missing"] == "mice":
+        if out["test"] not in MICE_TESTS:
+            raise bad("test", "multiple imputation (missing: mice) pools only "
+                              f"{', '.join(MICE_TESTS)} (Rubin's rules)")
+        if out["binary_test"] not in MICE_BINARY_TESTS:
+            raise bad("binary_test", "multiple imputation (missing: mice) pools only "
+                                     f"{', '.join(MICE_BINARY_TESTS)} (D2 rule)")
     if not isinstance(out["data_path"], str) or not out["data_path"]:
         raise bad("data_path", "must be a file path")
     from esi.schema import SCHEMA

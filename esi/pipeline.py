@@ -85,6 +85,12 @@ RESULT_FILES: tuple[str, ...] = (
 PROVENANCE_PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "pingouin", "matplotlib",
                        "seaborn", "papermill", "nbconvert", "nbclient", "ipykernel", "pyyaml")
 
+#: Unpaired counterpart of each paired test (comparisons without pairs).
+UNPAIRED = {"paired_t": "welch", "wilcoxon": "mann_whitney", "mcnemar": "fisher"}
+
+#: Columns that name a patient or hold one patient's value (dropped from real-data tables).
+ROW_LEVEL_COLUMNS = ("treated", "control", "y_treated", "y_control", "patient_id")
+
 #: Real data: counts below this are suppressed in every table and figure.
 SMALL_CELL_THRESHOLD = 5
 
@@ -233,14 +239,114 @@ class Analysis:
             success_threshold=p["success_threshold"], alpha=p["alpha"],
             random_state=p["seed"]))
 
+    def larger_cohort(self) -> pd.DataFrame:
+        """Near-normal cases versus every eligible patient with concordant pathology
+        (:func:`esi.compare.compare_larger_cohort`). There are no pairs here, so a paired
+        ``test`` is replaced by its unpaired counterpart (``paired_t`` -> ``welch``,
+        ``wilcoxon`` -> ``mann_whitney``, ``mcnemar`` -> ``fisher``); the ``test`` column of
+        the table says which test ran."""
+        from esi.compare import compare_larger_cohort
+
+        p = self.params
+        return compare_larger_cohort(
+            self.cohort().eligible, test=UNPAIRED.get(p["test"], p["test"]),
+            binary_test=UNPAIRED.get(p["binary_test"], p["binary_test"]),
+            missing=p["missing"], success_threshold=p["success_threshold"], alpha=p["alpha"],
+            random_state=p["seed"])
+
+    def historical(self) -> pd.DataFrame:
+        """Near-normal cases versus historical cohorts known from published summary
+        statistics (:func:`esi.compare.compare_historical`). Summary statistics cannot be
+        multiply imputed: under ``missing: mice`` the cases enter as complete cases and the
+        ``missing_rule`` column says so."""
+        from esi.compare import compare_historical
+
+        p = self.params
+        cases = self.cohort().eligible
+        return compare_historical(
+            cases[cases["near_normal"] == 1],
+            missing="complete_case" if p["missing"] == "mice" else p["missing"],
+            success_threshold=p["success_threshold"], alpha=p["alpha"])
+
+    # --- sensitivity (notebook 04) ------------------------------------------------------
+    def per_patient_outcomes(self) -> pd.DataFrame:
+        """Derived outcomes of every eligible patient (:func:`esi.outcomes.derive_outcomes`)
+        after the single-imputation rule in force (``mice`` -> complete case: bounds,
+        influence and equivalence need one data set)."""
+        from esi.outcomes import apply_missing_rule, derive_outcomes
+
+        p = self.params
+        rule = "complete_case" if p["missing"] == "mice" else p["missing"]
+        return derive_outcomes(apply_missing_rule(self.cohort().eligible, rule),
+                               success_threshold=p["success_threshold"])
+
+    def _primary(self) -> pd.Series:
+        o = self.outcomes().set_index(["outcome", "timepoint_weeks"])
+        return o.loc[("leg_pain_reduction", 4)]
+
+    def power(self, n_sim: int) -> pd.DataFrame:
+        """Power and precision at this study's n and SDs of the 4-week leg-pain reduction
+        (:func:`esi.sensitivity.power_summary`); paired tests are simulated as Welch."""
+        from esi.sensitivity import power_summary
+
+        r = self._primary()
+        return power_summary(n_per_group=int(min(r["n_cases"], r["n_controls"])),
+                             sd=(float(r["sd_cases"]), float(r["sd_controls"])),
+                             test=self._unpaired_test(), alpha=self.params["alpha"],
+                             n_sim=n_sim, seed=self.params["seed"])
+
+    def power_curve(self, n_sim: int) -> pd.DataFrame:
+        """Power over differences at this study's SDs (:func:`esi.sensitivity.power_curve`)."""
+        from esi.sensitivity import power_curve
+
+        r = self._primary()
+        n = int(min(r["n_cases"], r["n_controls"]))
+        return power_curve(n_per_group=(n, 2 * n, 4 * n),
+                           sd=(float(r["sd_cases"]), float(r["sd_controls"])),
+                           test=self._unpaired_test(), alpha=self.params["alpha"],
+                           n_sim=n_sim, seed=self.params["seed"])
+
+    def _unpaired_test(self) -> str:
+        t = UNPAIRED.get(self.params["test"], self.params["test"])
+        return t if t in ("welch", "student", "mann_whitney") else "welch"
+
+    def equivalence(self, margin: float) -> pd.DataFrame:
+        """TOST of the 4-week leg-pain reduction between matched cases and controls
+        (:func:`esi.sensitivity.tost`; paired when the run's test is paired)."""
+        from esi.sensitivity import pair_values, tost
+
+        p = self.params
+        paired = p["test"] in ("paired_t", "wilcoxon")
+        if paired:
+            v = pair_values(self.match().pairs, self.per_patient_outcomes(),
+                            "leg_pain_reduction_4w", one_to_one=True)
+            return tost(v["y_treated"], v["y_control"], margin, alpha=p["alpha"], paired=True)
+        out = self.per_patient_outcomes()["leg_pain_reduction_4w"]
+        pairs = self.match().pairs
+        cases = out.reindex(pairs["treated"].unique()).dropna()
+        controls = out.reindex(pairs["control"].unique()).dropna()
+        return tost(cases.to_numpy(), controls.to_numpy(), margin, alpha=p["alpha"],
+                    equal_var=p["test"] == "student")
+
+    def multiverse(self) -> pd.DataFrame:
+        """Every specification of the analysis on this cohort
+        (:func:`esi.sensitivity.multiverse_from_params`)."""
+        from esi.sensitivity import multiverse_from_params
+
+        return multiverse_from_params(self.cohort().eligible, self.params)
+
     # --- outputs -------------------------------------------------------------------------
     def present(self, table: pd.DataFrame) -> pd.DataFrame:
         """A table as it may be shown or written: unchanged for synthetic data; for real data,
-        counts between 1 and ``suppress_below - 1`` become ``"<5"`` (also inside text such as
-        ``"prior spine surgery: 3"``) via :func:`esi.deid.suppress_small_counts`."""
+        columns holding patient ids or single patients' values (:data:`ROW_LEVEL_COLUMNS`)
+        are dropped and counts between 1 and ``suppress_below - 1`` become ``"<5"`` (also
+        inside text such as ``"prior spine surgery: 3"``) via
+        :func:`esi.deid.suppress_small_counts`."""
         if self.suppress_below is None:
             return table
         from esi.deid import suppress_small_counts
+
+        table = table.drop(columns=[c for c in ROW_LEVEL_COLUMNS if c in table.columns])
 
         counts = [c for c in table.columns
                   if pd.api.types.is_integer_dtype(table[c].dtype)

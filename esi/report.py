@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+from esi.tables import format_p
+
 __all__ = [
     "setup_display",
     "registry_summary",
     "cohort_findings",
     "matching_findings",
-    "fmt_p",
+    "outcome_findings",
+    "multiverse_summary",
+    "sensitivity_findings",
     "rounded",
 ]
 
@@ -30,15 +34,6 @@ def setup_display() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
     mpl.rcParams["figure.dpi"] = 90
     mpl.rcParams["savefig.dpi"] = 90
-
-
-def fmt_p(p: float) -> str:
-    """A P value as the paper writes it: ``P < 0.001``, else 3 decimals below 0.1, 2 above."""
-    if p != p:
-        return "P not computed"
-    if p < 0.001:
-        return "P < 0.001"
-    return f"P = {p:.3f}" if p < 0.1 else f"P = {p:.2f}"
 
 
 def rounded(table: pd.DataFrame, decimals: int = 3) -> str:
@@ -98,3 +93,130 @@ def matching_findings(match, threshold: float = 0.1) -> str:
              f"({worst.idxmax()}) after; {int((worst > threshold).sum())} of {len(worst)} "
              f"covariate terms remain above {threshold}.")
     return text
+
+
+def outcome_findings(outcomes: pd.DataFrame, larger: pd.DataFrame, historical: pd.DataFrame,
+                     alpha: float = 0.05) -> str:
+    """The closing sentences of notebook 03, built from the three comparison tables.
+
+    Parameters
+    ----------
+    outcomes
+        :func:`esi.compare.compare_matched` (cases versus matched controls).
+    larger
+        :func:`esi.compare.compare_larger_cohort` (cases versus every eligible control).
+    historical
+        :func:`esi.compare.compare_historical` (cases versus published cohorts).
+    alpha
+        Significance level the sentences use.
+    """
+    def cont(r: pd.Series) -> str:
+        return (f"{r['mean_cases']:.2f} (SD {r['sd_cases']:.2f}) vs. {r['mean_controls']:.2f} "
+                f"(SD {r['sd_controls']:.2f}); {format_p(r['p_value'])}")
+
+    def rate(r: pd.Series) -> str:
+        return (f"{r['percent_cases']:.2f}% vs. {r['percent_controls']:.2f}%; "
+                f"{format_p(r['p_value'])}")
+
+    o = outcomes.set_index(["outcome", "timepoint_weeks"])
+    out = [f"Missing follow-up: {outcomes['missing_rule'].iloc[0]}; tests: "
+           f"{', '.join(sorted(outcomes['test'].unique()))}."]
+    for t in (4, 12):
+        r = o.loc[("leg_pain_reduction", t)]
+        verdict = "differed" if r["p_value"] < alpha else "did not differ significantly"
+        out.append(f"At {t} weeks the leg-pain reduction {verdict} between near-normal cases "
+                   f"(n = {int(r['n_cases'])}) and matched controls (n = "
+                   f"{int(r['n_controls'])}): {cont(r)}.")
+    for t in (4, 12):
+        r = o.loc[("back_pain_reduction", t)]
+        out.append(f"Back-pain reduction at {t} weeks: {cont(r)}.")
+    r = o.loc[("odi_reduction", 12)]
+    fav = "near-normal cases" if r["mean_cases"] > r["mean_controls"] else "matched controls"
+    out.append(f"The ODI reduction at 12 weeks favoured {fav}: {cont(r)}.")
+    for t in (4, 12):
+        r = o.loc[("positive_outcome", t)]
+        out.append(f"Positive outcome at {t} weeks: {rate(r)}.")
+    lc = larger.set_index(["outcome", "timepoint_weeks"])
+    n_pool = int(lc["n_controls"].max())
+    worse, better = [], []
+    for (name, t), r in lc.iterrows():
+        if r["kind"] == "continuous":
+            lower, figs = r["mean_cases"] < r["mean_controls"], cont(r)
+        else:
+            lower, figs = r["percent_cases"] < r["percent_controls"], rate(r)
+        (worse if lower == _higher_is_better(name) else better).append(
+            (f"{name} at {t} weeks ({figs})", r["p_value"]))
+    out.append(f"Against the larger cohort (all {n_pool} eligible patients with concordant "
+               f"pathology), the near-normal cases fared worse on {len(worse)} of "
+               f"{len(worse) + len(better)} measures: " + "; ".join(w for w, _ in worse) + ".")
+    out.append(f"{sum(p < alpha for _, p in worse)} of these differences reach P < {alpha}.")
+    for _, r in historical.dropna(subset=["p_value"]).iterrows():
+        if r["timepoint_weeks"] == 0:
+            continue
+        if r["kind"] == "continuous":
+            ours, theirs = r["mean_cases"], r["mean_reference"]
+            figs = f"{ours:.2f} vs. {theirs:.2f}"
+        else:
+            ours, theirs = r["percent_cases"], r["percent_reference"]
+            figs = f"{ours:.2f}% vs. {theirs:.2f}%"
+        side = "above" if ours > theirs else "below"
+        side += " (better)" if (ours > theirs) == _higher_is_better(r["outcome"]) else " (worse)"
+        out.append(f"{r['outcome']} ({r['timepoint_weeks']} weeks) of the cases was {side} "
+                   f"{r['cohort']}{' ' + str(r['arm']) if isinstance(r['arm'], str) and r['arm'] else ''}: "
+                   f"{figs}; {format_p(r['p_value'])}.")
+    return "\n".join(out)
+
+
+def _higher_is_better(outcome: str) -> bool:
+    """True for reductions, positive outcomes and satisfaction; False for pain/ODI levels."""
+    name = outcome.rsplit("_", 1)[0] if outcome[-1] == "w" else outcome
+    return name not in ("leg_pain", "back_pain", "odi")
+
+
+def multiverse_summary(multiverse: pd.DataFrame, alpha: float = 0.05) -> str:
+    """How the primary and positive-outcome conclusions move across the multiverse."""
+    ok = multiverse[multiverse["status"] == "ok"]
+    lines = [f"{len(ok)} of {len(multiverse)} specifications ran "
+             f"({len(multiverse) - len(ok)} could not be matched or tested)."]
+    for prefix, name in (("primary", "leg-pain reduction"), ("positive", "positive outcome")):
+        est = ok[f"{prefix}_estimate"].dropna()
+        p = ok[f"{prefix}_p_value"].dropna()
+        if est.empty:
+            continue
+        lines.append(
+            f"{name.capitalize()} (cases - controls): median {est.median():.2f}, range "
+            f"{est.min():.2f} to {est.max():.2f}; {int((est < 0).sum())} of {len(est)} "
+            f"estimates below 0; P < {alpha} in {int((p < alpha).sum())} of {len(p)}.")
+    return "\n".join(lines)
+
+
+def sensitivity_findings(change: pd.DataFrame, power: pd.DataFrame,
+                         equivalence: pd.DataFrame, influence: pd.DataFrame,
+                         multiverse: pd.DataFrame, alpha: float = 0.05) -> str:
+    """The closing sentences of notebook 04."""
+    out = []
+    for _, r in change.iterrows():
+        g = r["gamma_at_change"]
+        verdict = ("significant" if r["significant"] else "not significant")
+        out.append(f"{r['outcome']} ({r['test']}): one-sided {format_p(r['p_value'])}, "
+                   f"{verdict} at alpha = {alpha}; the conclusion changes at Gamma = "
+                   f"{g:.2f}." if g == g and g != float("inf") else
+                   f"{r['outcome']} ({r['test']}): one-sided {format_p(r['p_value'])}, "
+                   f"{verdict}; no Gamma up to 1000 changes it.")
+    pw = power.set_index("quantity")
+    powers = power[power["quantity"] == "power"]
+    mdd = pw.loc["minimum_detectable_difference", "value"]
+    out.append("Power of this design: " + ", ".join(
+        f"{r['value']:.2f} for a {r['difference']:g}-point difference"
+        for _, r in powers.iterrows())
+        + f"; the minimum detectable difference at 80% power is {mdd:.2f} points.")
+    e = equivalence.iloc[0]
+    out.append(f"Equivalence within +/-{e['margin']:g} points "
+               f"{'is' if e['equivalent'] else 'is not'} shown (TOST {format_p(e['p_value'])}; "
+               f"{100 - 200 * alpha:.0f}% CI {e['ci_low']:.2f} to {e['ci_high']:.2f}).")
+    flips = int(influence["changes_conclusion"].fillna(False).astype(bool).sum())
+    out.append(f"Leaving out one matched pair at a time, the estimate ranges from "
+               f"{influence['estimate'].min():.2f} to {influence['estimate'].max():.2f}; "
+               f"{flips} pair(s) change the conclusion.")
+    out.append(multiverse_summary(multiverse, alpha))
+    return "\n".join(out)

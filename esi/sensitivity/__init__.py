@@ -18,6 +18,7 @@ from esi.sensitivity.multiverse import (
     MULTIVERSE_COLUMNS,
     MULTIVERSE_PARAMS,
     multiverse,
+    multiverse_from_params,
     run_multiverse,
     specification_grid,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "MULTIVERSE_PARAMS",
     "SENSITIVITY_DEFAULTS",
     "gamma_at_change",
+    "multiverse_from_params",
     "gamma_grid",
     "leave_one_pair_out",
     "mcnemar_sensitivity",

@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_GRID",
     "MULTIVERSE_COLUMNS",
     "MULTIVERSE_PARAMS",
+    "multiverse_from_params",
     "binary_test_for",
     "specification_grid",
     "multiverse",
@@ -481,6 +482,20 @@ MULTIVERSE_PARAMS = ("multiverse_covariate_sets", "multiverse_timepoint", "multi
                      *(f"multiverse_{k}" for k in DEFAULT_GRID))
 
 
+def multiverse_from_params(eligible: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    """Run the multiverse that the run parameters describe (see :func:`run_multiverse` for
+    the ``multiverse_*`` names) on an eligible cohort (:attr:`esi.cohort.Cohort.eligible`)."""
+    merged = {**DEFAULTS, **params}
+    sets = merged.get("multiverse_covariate_sets") or DEFAULT_COVARIATE_SETS
+    dims = {k: merged[f"multiverse_{k}"] for k in DEFAULT_GRID if f"multiverse_{k}" in merged}
+    specs = specification_grid(sets, **dims)
+    return multiverse(eligible, specs, covariate_sets=sets,
+                      timepoint=int(merged.get("multiverse_timepoint", 4)),
+                      success_threshold=float(merged["success_threshold"]),
+                      alpha=float(merged["alpha"]),
+                      workers=int(merged.get("multiverse_workers", 2)))
+
+
 def run_multiverse(params: Mapping[str, Any], out_dir: str | Path) -> Path:
     """Read the registry named by ``params``, run the multiverse, write ``multiverse.csv``.
 
@@ -506,14 +521,7 @@ def run_multiverse(params: Mapping[str, Any], out_dir: str | Path) -> Path:
     # Through Analysis, so that a real registry is protected (dates reduced, ids
     # pseudonymised) exactly as in the notebooks.
     eligible = Analysis(merged, extra=notebook_extra(), persist=False).cohort().eligible
-    sets = merged.get("multiverse_covariate_sets") or DEFAULT_COVARIATE_SETS
-    dims = {k: merged[f"multiverse_{k}"] for k in DEFAULT_GRID if f"multiverse_{k}" in merged}
-    specs = specification_grid(sets, **dims)
-    table = multiverse(eligible, specs, covariate_sets=sets,
-                       timepoint=int(merged.get("multiverse_timepoint", 4)),
-                       success_threshold=float(merged["success_threshold"]),
-                       alpha=float(merged["alpha"]),
-                       workers=int(merged.get("multiverse_workers", 2)))
+    table = multiverse_from_params(eligible, merged)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "multiverse.csv"
