@@ -638,9 +638,13 @@ def match(
         model = None
         dist_series = user.astype(float).rename("distance")
     else:
+        # Fit on the rows sorted by patient id: floating-point sums then do not depend on the
+        # row order, so neither do the distances (nor, through them, the matches).
         fit_data = data[[treatment, *covariates]]
+        if not fit_data.index.is_monotonic_increasing:
+            fit_data = fit_data.sort_index(kind="stable")
         model = fit_propensity(fit_data, treatment, covariates, distance=distance)
-        dist_series = model.distance
+        dist_series = model.distance.reindex(data.index)
     d = dist_series.to_numpy(dtype=float)
     n = d.size
 
