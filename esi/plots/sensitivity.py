@@ -146,9 +146,10 @@ def influence_plot(table: pd.DataFrame) -> Figure:
     Parameters
     ----------
     table
-        :func:`esi.sensitivity.leave_one_pair_out` output.
+        :func:`esi.sensitivity.leave_one_pair_out` output. Rows are labelled by matched-set
+        number (``subclass``), never by patient id, so the figure holds no identifier.
     """
-    _require(table, ["left_out", "treated", "estimate", "ci_low", "ci_high"], "table")
+    _require(table, ["left_out", "subclass", "estimate", "ci_low", "ci_high"], "table")
     full = table[table["left_out"] == "none"].iloc[0]
     sets = table[table["left_out"] == "set"].reset_index(drop=True)
     y = np.arange(len(sets))
@@ -160,7 +161,7 @@ def influence_plot(table: pd.DataFrame) -> Figure:
     colours = np.where(changed, "#b2182b", "#2166ac")
     ax.hlines(y, sets["ci_low"], sets["ci_high"], colors=colours)
     ax.scatter(sets["estimate"], y, color=colours, zorder=3, s=14)
-    ax.set_yticks(y, [f"without {t}" for t in sets["treated"]], fontsize=8)
+    ax.set_yticks(y, [f"without pair {int(t)}" for t in sets["subclass"]], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("Mean difference in leg-pain reduction (cases - controls)")
     ax.legend(frameon=False, fontsize=8, loc="lower right")
