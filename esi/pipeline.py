@@ -370,6 +370,18 @@ class Analysis:
             table.to_csv(fh, index=index, float_format="%.10g", lineterminator="\n")
         return path
 
+    def write_result(self, name: str) -> Path:
+        """Write one of the stage result files (:data:`STAGE_RESULTS`) into the run folder."""
+        try:
+            make, index, suppress = STAGE_RESULTS[name]
+        except KeyError:
+            raise ValueError(f"name must be one of {', '.join(STAGE_RESULTS)}, got {name!r}") from None
+        return self.write_csv(name, make(self), index=index, suppress=suppress)
+
+    def ensure_results(self) -> list[Path]:
+        """Write the stage result files the run folder lacks (a notebook run on its own)."""
+        return [self.write_result(n) for n in STAGE_RESULTS if not (self.run_dir / n).exists()]
+
     def read_csv(self, name: str) -> pd.DataFrame:
         """Read a result file another notebook wrote into the run folder."""
         path = self.run_dir / name
@@ -682,3 +694,13 @@ def notebook_extra() -> tuple[str, ...]:
     from esi.sensitivity import MULTIVERSE_PARAMS, SENSITIVITY_DEFAULTS
 
     return tuple(SENSITIVITY_DEFAULTS) + tuple(MULTIVERSE_PARAMS)
+
+
+#: Result files of the stages: name -> (how to make the table, write the index, suppress
+#: small counts for real data). Written by notebooks 01-03, and by 05 when run on its own.
+STAGE_RESULTS: dict[str, tuple[Callable[[Analysis], pd.DataFrame], bool, bool]] = {
+    "cohort_flow.csv": (lambda a: a.cohort().flow, False, True),
+    "matched_pairs.csv": (lambda a: a.match().pairs, False, False),
+    "balance.csv": (lambda a: a.match().balance(), True, True),
+    "outcomes.csv": (lambda a: a.outcomes(), False, True),
+}
