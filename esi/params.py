@@ -31,8 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "replace": False,
     "exact": [],
     "missing": "complete_case",
-    "test": "welch",
-    "binary_test": "fisher",
+    "test": "mann_whitney",
+    "binary_test": "fisher_less",
     "success_threshold": 2.0,
     "alpha": 0.05,
 }
