@@ -18,6 +18,7 @@ __all__ = [
     "outcome_findings",
     "multiverse_summary",
     "sensitivity_findings",
+    "audit_findings",
     "rounded",
 ]
 
@@ -219,4 +220,32 @@ def sensitivity_findings(change: pd.DataFrame, power: pd.DataFrame,
                f"{influence['estimate'].min():.2f} to {influence['estimate'].max():.2f}; "
                f"{flips} pair(s) change the conclusion.")
     out.append(multiverse_summary(multiverse, alpha))
+    return "\n".join(out)
+
+
+def audit_findings(audit: dict[str, pd.DataFrame]) -> str:
+    """The closing sentences of notebook 05, from :func:`esi.audit.run_audit`'s tables."""
+    rep = audit["reproduction"]
+    p_ids = set(audit["p_value_summary"]["id"])
+    figures = rep[~rep["id"].isin(p_ids)]
+    ok = figures[figures["match"].astype(bool)]
+    out = [f"{len(ok)} of {len(figures)} published counts, means, SDs and percentages are "
+           f"reproduced to the published decimals"
+           + ("." if len(ok) == len(figures) else
+              f"; not reproduced: {', '.join(figures.loc[~figures['match'].astype(bool), 'id'])}.")]
+    pv = rep[rep["id"].isin(p_ids)]
+    out.append(f"{int(pv['match'].astype(bool).sum())} of {len(pv)} published P values (or "
+               "bounds) are reproduced by the run's tests.")
+    for _, r in audit["p_value_summary"].iterrows():
+        out.append(f"{r['id']} (published {r['published']:g}): from the data "
+                   f"{r['from_data']}; from the published summaries {r['from_summary']}.")
+    grim = audit["grim_audit"]
+    bad = grim[grim["own_scale"].astype(bool) & ~grim["consistent"].astype(bool)]
+    if bad.empty:
+        out.append("Every published mean and SD is consistent (GRIM/GRIMMER) with complete data "
+                   "on its own scale.")
+    else:
+        out.append("Inconsistent with complete data on their own scale: " + "; ".join(
+            f"{r['id']} ({r['check']}, {r['scale']}): {r['remedy']}"
+            for _, r in bad.iterrows()) + ".")
     return "\n".join(out)

@@ -11,6 +11,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 import esi.pipeline as pipeline
 from esi.io import write_registry
 from esi.params import load_params
+
 from factory import example_registry
 
 WRITE_RESULTS = """import os, pathlib

@@ -6,6 +6,7 @@ import pytest
 from esi.io import write_registry
 from esi.params import ParameterError
 from esi.sweep import SUMMARY_COLUMNS, expand_grid, load_grid, sweep, write_sweep
+
 from factory import example_registry
 
 

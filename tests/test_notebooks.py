@@ -1,0 +1,59 @@
+"""The notebooks are thin and share one parameter vocabulary."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from esi.params import DEFAULTS
+from esi.paths import NOTEBOOKS_DIR
+from esi.pipeline import NOTEBOOKS, notebook_extra
+
+NAMES = list(NOTEBOOKS)
+
+
+def _cells(name):
+    nb = json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_parameters_cell_of_literals_with_the_shared_names(name):
+    cells = [c for c in _cells(name) if "parameters" in c["metadata"].get("tags", [])]
+    assert len(cells) == 1
+    tree = ast.parse("".join(cells[0]["source"]))
+    values = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), "only assignments in the parameters cell"
+        values[node.targets[0].id] = ast.literal_eval(node.value)  # literals only
+    shared = {k: v for k, v in values.items() if k in DEFAULTS}
+    assert shared == DEFAULTS, "parameters cell disagrees with esi.params.DEFAULTS"
+    assert set(values) - set(DEFAULTS) <= set(notebook_extra())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_function_or_class_definitions(name):
+    for cell in _cells(name):
+        tree = ast.parse("".join(cell["source"]))
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebooks_hold_no_outputs(name):
+    # the sources are clean; executed copies live in the run folders and reports/reference
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in _cells(name))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_opens_with_a_question_and_ends_with_findings(name):
+    nb = json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
+    first = "".join(nb["cells"][0]["source"])
+    assert "**Question.**" in first
+    md = [c for c in nb["cells"] if c["cell_type"] == "markdown"]
+    assert "".join(md[-1]["source"]).strip() == "## What was found"
+    last = "".join(nb["cells"][-1]["source"])
+    assert "esi.report." in last and "findings" in last
+    assert nb["metadata"]["kernelspec"]["name"] == "esi"
