@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from factory import example_registry
 
 from esi.deid import (
     IDENTIFIER_KINDS,
@@ -34,6 +33,8 @@ from esi.io import read_registry, write_registry
 from esi.paths import PROJECT_ROOT
 from esi.schema import IDENTIFIER_NAME_HINTS, SCHEMA
 from esi.validate import RawTable, read_raw
+
+from factory import example_registry
 
 REDCAP = Path(__file__).resolve().parent / "data" / "redcap"
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from factory import example_registry
 
 from esi.imports import (
     Mapping,
@@ -24,6 +23,8 @@ from esi.io import read_registry, write_registry
 from esi.paths import PARAMS_DIR
 from esi.schema import SCHEMA
 from esi.validate import RawTable, validate_frame
+
+from factory import example_registry
 
 REDCAP = Path(__file__).resolve().parent / "data" / "redcap"
 RECORDS = REDCAP / "esi_records.csv"
