@@ -586,14 +586,11 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
                              "a smaller n (missing data) would make it possible"))
             continue
         own = scales.get(r.outcome)
-        tried = list(candidates)
-        if own is not None and all(g != own.granularity or nm != own.name for nm, g in tried):
-            tried = [(own.name, own.granularity)] + tried
+        # The figure's own scale first (own_scale True), then every candidate scale.
+        tried = ([(own.name, own.granularity, True)] if own is not None else []) + [
+            (nm, g, False) for nm, g in candidates]
         mean_row = _paired_sd(published, r) if r.statistic == "sd" else None
-        for name, g in tried:
-            is_own = own is not None and g == own.granularity and (
-                name == own.name or name.startswith("ODI complete forms") and
-                own.granularity == ODI_COMPLETE)
+        for name, g, is_own in tried:
             if r.statistic == "mean":
                 res = grim(r.value, n, r.decimals, g)
                 ok, reason = res.consistent, "consistent" if res.consistent else \

@@ -1,0 +1,133 @@
+"""Figures of the reproduction audit (notebook 05): SPRITE distributions, GRIM/GRIMMER grid,
+published versus reproduced figures.
+
+Every function draws with matplotlib's object API and returns the Figure; none calls
+``plt.show()``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["sprite_plot", "grim_plot", "reproduction_plot"]
+
+
+def sprite_plot(distribution: pd.DataFrame, *, ncols: int = 2,
+                width: float = 0.4) -> Figure:
+    """Distribution of values over the SPRITE samples of each published mean/SD.
+
+    Parameters
+    ----------
+    distribution
+        :func:`esi.audit.sprite_audit` ``["distribution"]`` (``sprite_distribution.csv``):
+        columns ``id``, ``value``, ``share``, ``share_given_p``.
+    ncols
+        Panels per row.
+    width
+        Bar width as a fraction of the value step.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per published mean (its ``id``): the share of each value over all samples
+        (grey) and over the samples that give a published P with some test (blue, when a P
+        applies).
+    """
+    need = {"id", "value", "share", "share_given_p"}
+    if not need.issubset(distribution.columns):
+        raise ValueError(f"distribution needs columns {sorted(need)}")
+    ids = list(dict.fromkeys(distribution["id"]))
+    if not ids:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no SPRITE samples", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    nrows = math.ceil(len(ids) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, fid in zip(axes.ravel(), ids, strict=False):
+        d = distribution[distribution["id"] == fid].sort_values("value")
+        v = d["value"].to_numpy(float)
+        step = float(np.min(np.diff(v))) if len(v) > 1 else 1.0
+        w = width * step
+        ax.bar(v - w / 2, d["share"], width=w, color="0.6", label="all samples")
+        given = d["share_given_p"].to_numpy(float)
+        if np.isfinite(given).any():
+            ax.bar(v + w / 2, np.nan_to_num(given), width=w, color="C0",
+                   label="samples giving the published P")
+        ax.set_title(fid, fontsize=10)
+        ax.set_xlabel("value of one patient")
+        ax.set_ylabel("share")
+    for ax in axes.ravel()[len(ids):]:
+        ax.set_axis_off()
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    for ax in axes.ravel()[1:len(ids)]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def grim_plot(grim_audit: pd.DataFrame) -> Figure:
+    """Consistency of every published mean/SD (rows) on every scale tried (columns).
+
+    Parameters
+    ----------
+    grim_audit
+        :func:`esi.audit.grim_audit` output (``grim_audit.csv``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A grid: green = consistent, red = inconsistent, blank = not tried; the figure's own
+        scale is outlined.
+    """
+    tab = grim_audit[grim_audit["check"].isin(["GRIM", "GRIMMER"])]
+    ids = list(dict.fromkeys(tab["id"]))
+    scales = list(dict.fromkeys(tab.loc[~tab["own_scale"].astype(bool), "scale"]))
+    cols = ["own scale"] + scales
+    grid = np.full((len(ids), len(cols)), np.nan)
+    for _, r in tab.iterrows():
+        j = 0 if r["own_scale"] else cols.index(r["scale"])
+        grid[ids.index(r["id"]), j] = float(bool(r["consistent"]))
+    fig, ax = plt.subplots(figsize=(1.4 * len(cols) + 3, 0.32 * len(ids) + 1.8))
+    cmap = plt.matplotlib.colors.ListedColormap(["#d73027", "#1a9850"])
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(cols)), [c.replace(" + ", "\n+ ") for c in cols], fontsize=7,
+                  rotation=30, ha="right")
+    ax.set_yticks(range(len(ids)), ids, fontsize=8)
+    ax.add_patch(plt.Rectangle((-0.5, -0.5), 1, len(ids), fill=False, lw=2, ec="k"))
+    ax.set_title("GRIM / GRIMMER: green consistent, red inconsistent", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def reproduction_plot(reproduction: pd.DataFrame) -> Figure:
+    """Published against reproduced value of every figure (reproduction.csv).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per figure: the difference reproduced - published in units of the last
+        published decimal (0 = exact to the published decimals), coloured by ``match``.
+    """
+    r = reproduction.copy()
+    diff = (r["reproduced"].astype(float) - r["published"].astype(float)) * \
+        10.0 ** r["decimals"].astype(float)
+    fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(r) + 1.5))
+    y = np.arange(len(r))[::-1]
+    colours = np.where(r["match"].astype(bool), "C2", "C3")
+    ax.scatter(diff.fillna(0), y, c=colours, zorder=3)
+    ax.axvline(0, color="0.5", lw=1, ls="--")
+    ax.set_yticks(y, r["id"], fontsize=8)
+    ax.set_xlabel("reproduced - published (units of the last published decimal)")
+    ax.set_title("Green: matches (bounds: satisfied); red: does not", fontsize=10)
+    fig.tight_layout()
+    return fig
