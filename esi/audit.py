@@ -583,7 +583,8 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
                              largest_consistent_n=max(ns) if ns else None,
                              finer_consistent_scales="",
                              remedy="" if res.consistent else
-                             "a smaller n (missing data) would make it possible"))
+                             (f"consistent with n = {max(ns)} instead of {n} (missing data)"
+                              if ns else "no smaller n helps")))
             continue
         own = scales.get(r.outcome)
         # The figure's own scale first (own_scale True), then every candidate scale.

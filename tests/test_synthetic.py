@@ -167,3 +167,20 @@ def test_other_seed_and_bad_seed():
     assert len(reg) == N_PATIENTS
     with pytest.raises(ValueError, match="seed"):
         generate_registry(seed=-1)
+
+
+def test_constructed_outcomes_have_plausible_correlations(analysis):
+    reg, cohort, m, _ = analysis
+    o = derive_outcomes(cohort.eligible)
+    for col, base in (("leg_pain_reduction_4w", "baseline_leg_pain"),
+                      ("back_pain_reduction_4w", "baseline_back_pain"),
+                      ("odi_reduction_12w", "baseline_odi")):
+        a = o.loc[m.pairs["treated"], col].to_numpy()
+        b = o.loc[m.pairs["control"], col].to_numpy()
+        assert 0.05 < np.corrcoef(a, b)[0, 1] < 0.4  # within matched pairs
+        for ids, v in ((m.pairs["treated"], a), (m.pairs["control"], b)):
+            r = np.corrcoef(v, reg.loc[ids, base].astype(float))[0, 1]
+            assert 0.15 < r < 0.5  # with baseline
+        # Every patient's reduction lies within what the scale allows.
+        for ids, v in ((m.pairs["treated"], a), (m.pairs["control"], b)):
+            assert np.all(v <= reg.loc[ids, base].to_numpy())
