@@ -600,6 +600,7 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
                 ns = consistent_n(r.value, r.decimals, g, range(max(1, n - max_n_search), n))
                 finer = [nm for nm, gg in candidates if gg < g and
                          grim(r.value, n, r.decimals, gg).consistent]
+                not_finer = [nm for nm, gg in candidates if gg < g and nm not in finer]
                 check = "GRIM"
             else:
                 if mean_row is None:
@@ -614,6 +615,7 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
                 finer = [nm for nm, gg in candidates if gg < g and
                          grimmer(mean_row["value"], r.value, n, int(mean_row["decimals"]),
                                  r.decimals, gg).consistent]
+                not_finer = [nm for nm, gg in candidates if gg < g and nm not in finer]
                 check = "GRIMMER"
             if ok:
                 remedy = ""
@@ -622,7 +624,8 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
                 if ns:
                     parts.append(f"n = {max(ns)} instead of {n} (missing data)")
                 if finer:
-                    parts.append("a finer scale: " + ", ".join(finer))
+                    parts.append("a finer scale: " + ", ".join(finer)
+                                 + (f" (but not {', '.join(not_finer)})" if not_finer else ""))
                 remedy = "consistent with " + " or ".join(parts) if parts else \
                     "no smaller n nor finer candidate scale helps"
             rows.append(dict(id=r.id, check=check, n=n, scale=name, granularity=float(g),

@@ -139,6 +139,7 @@ def test_grim_audit_finds_the_odi_mean(published):
     assert not row["consistent"].item()
     remedy = bad.set_index("id").loc["odi_12_cases_mean", "remedy"]
     assert "two-sections-skipped" in remedy and "half-point" in remedy
+    assert "but not ODI complete + one-section-skipped forms" in remedy
     pct = g[g["check"] == "GRIM-percent"]
     assert len(pct) == 4 and pct["consistent"].all()
 
