@@ -97,7 +97,12 @@ def _ncp_interval(t_obs: float, dof: float, confidence: float) -> tuple[float, f
 
     def solve(target: float) -> float:
         def f(ncp):
-            return stats.nct.cdf(t_obs, dof, ncp) - target
+            p = stats.nct.cdf(t_obs, dof, ncp)
+            if not np.isfinite(p):
+                # scipy's nct.cdf returns NaN far in a tail (e.g. cdf(-2.16, 299, 8)); by
+                # symmetry cdf(t; df, ncp) = sf(-t; df, -ncp), which stays finite there.
+                p = stats.nct.sf(-t_obs, dof, -ncp)
+            return p - target
 
         lo, hi = t_obs - 10.0, t_obs + 10.0
         for _ in range(60):
