@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -434,6 +435,22 @@ def _render_html(notebook: Path, target: Path) -> None:
         fh.write(body)
 
 
+def _ipc_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over IPC sockets in a private temporary
+    folder: no TCP ports to race for when several runs start kernels at once (papermill issue
+    511), no unencrypted-TCP warning."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(transport="ipc", **kwargs)
+            folder = tempfile.mkdtemp(prefix="esi-kernel-")
+            self.ip = os.path.join(folder, "kernel")
+            weakref.finalize(self, shutil.rmtree, folder, True)
+
+    return IPCKernelManager
+
+
 def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
              timeout: float) -> None:
     import papermill as pm
@@ -443,7 +460,8 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
         pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel,
                             progress_bar=False, cwd=str(NOTEBOOKS_DIR),
                             execution_timeout=timeout, log_output=False,
-                            stdout_file=None, stderr_file=None)
+                            stdout_file=None, stderr_file=None,
+                            kernel_manager_class=_ipc_kernel_manager())
     except PapermillExecutionError as exc:
         raise RunFailed(f"{src.name}: cell {exc.exec_count} raised {exc.ename}: "
                         f"{exc.evalue}") from None
