@@ -617,7 +617,7 @@ def _key_results(folder: Path) -> list[tuple[str, str]]:
 
 def _write_index(folder: Path, params: dict[str, Any], provenance: dict[str, Any]) -> None:
     e = html.escape
-    links = "".join(f'<li><a href="{n}.html">{e(n.replace("_", " ", 1))}</a></li>'
+    links = "".join(f'<li><a href="{n}.html">{e(n.replace("_", " "))}</a></li>'
                     for n in NOTEBOOKS)
     files = "".join(f'<li><a href="{f}">{f}</a></li>' for f in sorted(
         p.name for p in folder.iterdir() if p.suffix in (".csv", ".json")))

@@ -27,3 +27,19 @@ def test_bad_option_exits_2(capsys):
     with pytest.raises(SystemExit) as ex:
         main(["run", "--no-such-option"])
     assert ex.value.code == 2
+
+
+def test_esi_synth_command_regenerates_the_committed_registry(tmp_path, capsys):
+    from esi.paths import SYNTHETIC_REGISTRY
+
+    out = tmp_path / "registry.csv"
+    assert main(["synth", "--out", str(out)]) == 0
+    assert out.read_bytes() == SYNTHETIC_REGISTRY.read_bytes()
+    assert "synthetic registry, seed" in capsys.readouterr().out
+
+
+def test_esi_schema_prints_the_dictionary(capsys):
+    from esi.paths import DATA_DICTIONARY
+
+    assert main(["schema"]) == 0
+    assert capsys.readouterr().out == DATA_DICTIONARY.read_text(encoding="utf-8")
