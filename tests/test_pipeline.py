@@ -113,3 +113,26 @@ def test_esi_run_refuses_an_invalid_registry(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "[missing-column] required column is absent" in err
     assert "nothing was run" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_papermill_cli_runs_a_notebook_alone_from_any_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from esi.paths import NOTEBOOKS_DIR
+
+    env = {**os.environ, "ESI_RUN_DIR": str(tmp_path / "run")}
+    out = tmp_path / "out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS_DIR / "02_matching.ipynb"),
+           str(out), "-p", "caliper", "0.1", "-k", pipeline._kernel_name(),
+           "--log-level", "ERROR"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "caliper 0.1)" in text
+    assert (tmp_path / "run" / "matched_pairs.csv").exists()
