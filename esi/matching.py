@@ -6,8 +6,11 @@ optimal matching. The result, :class:`MatchResult`, carries the pairs, MatchIt's
 the balance diagnostics (:mod:`esi.balance`) and the sample-size table.
 
 The matched sets equal R's ``MatchIt::matchit(method = "nearest")`` (checked on ``lalonde``
-for 16 specifications, tests/test_matching_reference.py); the greedy search walks the sorted
-distance with "next unused control" pointers, O(n log n), so a million-row registry matches in
+for 16 specifications, tests/test_matching_reference.py). The greedy search finds every treated
+unit's nearest control with numpy at the start of a round and walks "next unused control"
+pointers only for the units whose first choice an earlier unit took; it gives the same pairs
+as the plain one-unit-at-a-time loop, which is kept as ``_greedy_reference`` and compared with
+it in tests/test_matching_speed.py. A million-row registry matches, model fit included, in
 about a second (benchmarks/matching.py).
 """
 
@@ -32,6 +35,7 @@ _ESTIMANDS = ("ATT", "ATC")
 _MISSING = ("error", "drop")
 #: Largest cost matrix (rows x columns) that method="optimal" builds.
 OPTIMAL_MAX_CELLS = 25_000_000
+_STR = pd.api.types.pandas_dtype("str")  # the dtype pandas gives an array of Python strings
 
 
 @dataclass(frozen=True)
@@ -224,26 +228,46 @@ def _treatment_vector(data: pd.DataFrame, treatment: str) -> np.ndarray:
 # Greedy nearest-neighbour matching
 
 
-def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper, order, rng):
-    """Return a list of (focal unit, control unit, round) in the order matches were made.
+def _sort_by_distance_then_id(d, id_rank):
+    """Row positions sorted by distance, equal distances by patient id rank.
 
-    Every index is a row position. ``focal`` marks the units that receive matches (treated
-    for ATT). See :func:`match` for the rules; this follows MatchIt's ``nn_matchC_vec``.
+    The same permutation as ``np.lexsort((id_rank, d))``: an unstable sort of the distances
+    (several times faster than a stable or lexicographic one), after which only the runs of
+    equal distances, if any, are put in id order.
+    """
+    order = np.argsort(d)
+    sd = d[order]
+    tied = sd[1:] == sd[:-1]
+    if tied.any():
+        in_run = np.zeros(d.size, dtype=bool)
+        in_run[1:] |= tied
+        in_run[:-1] |= tied
+        slots = np.flatnonzero(in_run)  # whole runs of equal distance, in increasing distance
+        units = order[slots]
+        order[slots] = units[np.lexsort((id_rank[units], d[units]))]
+    return order
+
+
+def _nearest_setup(d, focal, eligible, strata, id_rank, order, rng):
+    """Sorted positions, the eligible controls and focal units, and each focal unit's search range.
+
+    Returns ``pos`` (every unit's place in the distance order), ``ctrl`` (eligible controls
+    sorted by stratum then position), ``foc`` (eligible focal units in matching order), and
+    for each focal unit ``ins`` (first control at or after it), ``lo``/``hi`` (its stratum's
+    block of ``ctrl``).
     """
     n = d.size
     # Global sorted position: distance ascending, ties by patient id (MatchIt: by row).
-    sorted_units = np.lexsort((id_rank, d))
+    sorted_units = _sort_by_distance_then_id(d, id_rank)
     pos = np.empty(n, dtype=np.int64)
     pos[sorted_units] = np.arange(n)
     stratum = np.zeros(n, dtype=np.int64) if strata is None else strata.astype(np.int64)
 
     # Controls eligible for matching, sorted by (stratum, position): one contiguous block each.
-    ctrl = np.flatnonzero(~focal & eligible)
+    ctrl = sorted_units[(~focal & eligible)[sorted_units]]  # by position
+    if strata is not None:
+        ctrl = ctrl[np.argsort(stratum[ctrl], kind="stable")]
     ckey = stratum[ctrl] * (n + 1) + pos[ctrl]
-    corder = np.argsort(ckey, kind="stable")
-    ctrl = ctrl[corder]
-    ckey = ckey[corder]
-    m = ctrl.size
 
     # Focal units to process, in matching order.
     foc = np.flatnonzero(focal & eligible)
@@ -260,13 +284,58 @@ def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
     ins = np.searchsorted(ckey, fkey)  # first control at or after the focal unit's position
     lo = np.searchsorted(ckey, stratum[foc] * (n + 1))  # stratum block start
     hi = np.searchsorted(ckey, (stratum[foc] + 1) * (n + 1))  # stratum block end
-    cal = np.inf if caliper is None else float(caliper)
+    return pos, ctrl, foc, ins, lo, hi
 
+
+def _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace, caliper, order,
+                          rng, greedy=None):
+    """Greedy nearest-neighbour matching; arrays of focal unit, control unit and round.
+
+    Every index is a row position. ``focal`` marks the units that receive matches (treated
+    for ATT). See :func:`match` for the rules; this follows MatchIt's ``nn_matchC_vec``.
+    """
+    pos, ctrl, foc, ins, lo, hi = _nearest_setup(d, focal, eligible, strata, id_rank, order, rng)
+    cal = np.inf if caliper is None else float(caliper)
     if replace:
         return _nearest_with_replacement(d, pos, ctrl, foc, ins, lo, hi, ratio, cal)
-    if m == 0 or foc.size == 0:
-        return []
+    if ctrl.size == 0 or foc.size == 0:
+        return _as_arrays([])
+    return (greedy or _greedy_fast)(d, pos, ctrl, foc, ins, lo, hi, ratio, cal)
 
+
+def _as_arrays(found):
+    """(focal, control, round) tuples as three int64 arrays."""
+    if not found:
+        return tuple(np.empty(0, dtype=np.int64) for _ in range(3))
+    f, c, r = (np.array(col, dtype=np.int64) for col in zip(*found, strict=True))
+    return f, c, r
+
+
+def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper, order, rng):
+    """Return a list of (focal unit, control unit, round), by round then matching order.
+
+    Every index is a row position. ``focal`` marks the units that receive matches (treated
+    for ATT). See :func:`match` for the rules; this follows MatchIt's ``nn_matchC_vec``.
+    """
+    f, c, r = _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace,
+                                    caliper, order, rng)
+    return list(zip(f.tolist(), c.tolist(), r.tolist(), strict=True))
+
+
+def _match_nearest_reference(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
+                             order, rng):
+    """As :func:`_match_nearest`, by the plain one-unit-at-a-time loop (kept for the tests)."""
+    f, c, r = _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace,
+                                    caliper, order, rng, greedy=_greedy_reference)
+    return list(zip(f.tolist(), c.tolist(), r.tolist(), strict=True))
+
+
+def _greedy_reference(d, pos, ctrl, foc, ins, lo, hi, ratio, cal):
+    """MatchIt's greedy rounds, one focal unit at a time: the straightforward reference.
+
+    Returns (focal, control, round) arrays in the order the matches are made.
+    """
+    m = ctrl.size
     # Greedy rounds (MatchIt without replacement): every focal unit gets its r-th control
     # before any gets its (r+1)-th; a unit with no control in the caliper drops out.
     d_l = d.tolist()
@@ -342,13 +411,136 @@ def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
             append((foc_l[k], cid[j], r))
         if used == m:
             break
-    return matches
+    return _as_arrays(matches)
+
+
+
+
+def _greedy_fast(d, pos, ctrl, foc, ins, lo, hi, ratio, cal):
+    """MatchIt's greedy rounds, with the same result as :func:`_greedy_reference`, faster.
+
+    At the start of a round every focal unit still in play gets a *proposal*: the control it
+    would take if it came first, found for all units at once with numpy (nearest unused
+    control on each side, the caliper, the left/right tie rule). Taking away other controls
+    never changes a unit's choice while its proposal is still unused: the proposal stays the
+    nearest on its side, and the nearest on the other side can only move further away (an
+    equal or larger gap, reached later). So, walking the units in matching order, a unit
+    whose proposal is still unused takes it (one dict look-up); only a unit whose proposal an
+    earlier unit took in this round runs the reference search (about one unit in eight on a
+    dense registry). A unit without a proposal has no control within the caliper and drops
+    out, as it would when its turn came. Returns (focal, control, round) arrays, by round
+    then matching order.
+    """
+    m = ctrl.size
+    cpos = pos[ctrl]
+    cd = d[ctrl]
+    cd_at, cpos_at = cd.item, cpos.item
+    dfoc = d[foc]
+    # "Next unused" pointers with path compression, as in _greedy_reference, holding only the
+    # used slots: nxt[j] (j used) leads towards the smallest unused slot > j (m: none), prv[j + 1]
+    # towards the largest unused slot < j, shifted by one (0: none).
+    nxt: dict[int, int] = {}
+    prv: dict[int, int] = {}
+    unused = np.ones(m, dtype=bool)
+    left_edge = pos[foc]  # search starts (MatchIt's iil / iir)
+    right_edge = left_edge.copy()
+    act = np.arange(foc.size)  # units still in play, in matching order
+    inf = float("inf")
+    out_f, out_c, out_r = [], [], []
+    for r in range(1, ratio + 1):
+        free = np.flatnonzero(unused)
+        if act.size == 0 or free.size == 0:
+            break
+        # Proposals: nearest unused control on the right (jr) and on the left (jl).
+        i = np.searchsorted(free, ins[act])
+        free_ext = np.append(free, m)
+        jr = free_ext[i]
+        jl = np.where(i > 0, free_ext[i - 1], -1)
+        dt = dfoc[act]
+        jr_c, jl_c = np.minimum(jr, m - 1), np.maximum(jl, 0)
+        ok_r = jr < hi[act]
+        gr = np.where(ok_r, cd[jr_c] - dt, inf)
+        ok_r &= ~(gr > cal)
+        gr[~ok_r] = inf
+        ok_l = jl >= lo[act]
+        gl = np.where(ok_l, dt - cd[jl_c], inf)
+        ok_l &= ~(gl > cal)
+        gl[~ok_l] = inf
+        reach_l = left_edge[act] - cpos[jl_c]
+        reach_r = cpos[jr_c] - right_edge[act]
+        take_l = ok_l & (~ok_r | (gl < gr) | ((gl == gr) & (reach_l <= reach_r)))
+        prop = np.where(take_l, jl, np.where(ok_r, jr, -1))
+        act = act[prop >= 0]  # no control within the caliper: out from now on
+        prop = prop[prop >= 0]
+
+        chosen = prop.tolist()
+        dt_l, ins_l = dfoc[act].tolist(), ins[act].tolist()
+        lo_l, hi_l = lo[act].tolist(), hi[act].tolist()
+        le_l, re_l = left_edge[act].tolist(), right_edge[act].tolist()
+        for idx, j in enumerate(chosen):
+            if j not in nxt:  # proposal still unused: it is the unit's choice
+                nxt[j] = j + 1
+                prv[j + 1] = j
+                continue
+            # The reference search (see _greedy_reference), for this unit only.
+            dt_k = dt_l[idx]
+            j = ins_l[idx]
+            root = j
+            while root in nxt:
+                root = nxt[root]
+            while j != root:
+                nxt[j], j = root, nxt[j]
+            if root < hi_l[idx]:
+                jr_k = root
+                gr_k = cd_at(jr_k) - dt_k
+                if gr_k > cal:
+                    jr_k, gr_k = -1, inf
+            else:
+                jr_k, gr_k = -1, inf
+            j = ins_l[idx]
+            root = j
+            while root in prv:
+                root = prv[root]
+            while j != root:
+                prv[j], j = root, prv[j]
+            if root > lo_l[idx]:
+                jl_k = root - 1
+                gl_k = dt_k - cd_at(jl_k)
+                if gl_k > cal:
+                    jl_k, gl_k = -1, inf
+            else:
+                jl_k, gl_k = -1, inf
+            if jl_k < 0 and jr_k < 0:
+                chosen[idx] = -1
+                continue
+            if jr_k < 0 or (jl_k >= 0 and (gl_k < gr_k or (
+                    gl_k == gr_k and le_l[idx] - cpos_at(jl_k) <= cpos_at(jr_k) - re_l[idx]))):
+                j = jl_k
+            else:
+                j = jr_k
+            nxt[j] = j + 1
+            prv[j + 1] = j
+            chosen[idx] = j
+
+        got = np.array(chosen, dtype=np.int64)
+        act = act[got >= 0]  # a unit left without a control gets no further ones
+        got = got[got >= 0]
+        unused[got] = False
+        cp = cpos[got]
+        left_edge[act] = np.minimum(left_edge[act], cp)
+        right_edge[act] = np.maximum(right_edge[act], cp)
+        out_f.append(foc[act])
+        out_c.append(ctrl[got])
+        out_r.append(np.full(act.size, r, dtype=np.int64))
+    if not out_f:
+        return _as_arrays([])
+    return np.concatenate(out_f), np.concatenate(out_c), np.concatenate(out_r)
 
 
 def _nearest_with_replacement(d, pos, ctrl, foc, ins, lo, hi, ratio, cal):
-    """k nearest controls of every focal unit, controls reusable (vectorised)."""
+    """k nearest controls of every focal unit, controls reusable (vectorised); as arrays."""
     if ctrl.size == 0 or foc.size == 0:
-        return []
+        return _as_arrays([])
     offsets = np.arange(1, ratio + 1)
     left = ins[:, None] - offsets[None, :]  # k nearest on the left
     right = ins[:, None] + offsets[None, :] - 1  # k nearest on the right
@@ -370,7 +562,7 @@ def _nearest_with_replacement(d, pos, ctrl, foc, ins, lo, hi, ratio, cal):
     chosen = cunit[rows, best]
     ok = valid[rows, best]
     fi, ri = np.nonzero(ok)
-    return list(zip(foc[fi].tolist(), chosen[fi, ri].tolist(), (ri + 1).tolist(), strict=True))
+    return foc[fi], chosen[fi, ri], (ri + 1).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +653,35 @@ def _weights(n, focal, pairs_f, pairs_c, treated):
         if pos.any():
             w[pos] = pos.sum() * w[pos] / w[pos].sum()
     return w
+
+
+def _strictly_increasing(ids: pd.Index) -> bool:
+    """Whether the patient ids are unique and in increasing order (cheap for string ids)."""
+    if isinstance(ids, pd.MultiIndex) or ids.dtype == object:
+        return bool(ids.is_monotonic_increasing and ids.is_unique)
+    if ids.size < 2:
+        return True
+    if ids.hasnans:
+        return False
+    values = ids.array
+    try:
+        return bool(np.all(np.asarray(values[1:] > values[:-1], dtype=bool)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _id_argsort(ids: pd.Index) -> np.ndarray:
+    """Positions that sort the (unique) patient ids."""
+    if ids.dtype == _STR and not ids.hasnans:
+        return ids.argsort()  # the string array's own sort: same order, several times faster
+    return np.argsort(ids.to_numpy(), kind="stable")
+
+
+def _take_ids(ids: pd.Index, rows: np.ndarray):
+    """The ids at ``rows`` as a column of the dtype that an object array of them would get."""
+    if ids.dtype == _STR:
+        return ids.array.take(rows)
+    return ids.to_numpy()[rows]
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,7 +821,8 @@ def match(
         raise ValueError(f"columns not found in data: {absent}")
     if treatment in covariates:
         raise ValueError(f"treatment column {treatment!r} is also listed as a covariate")
-    if data.index.has_duplicates:
+    ids_sorted = _strictly_increasing(data.index)  # then also unique
+    if not ids_sorted and data.index.has_duplicates:
         dup = data.index[data.index.duplicated()].unique()
         raise ValueError(f"patient ids (the index) must be unique; duplicated: {list(dup[:10])}")
 
@@ -641,10 +863,13 @@ def match(
         # Fit on the rows sorted by patient id: floating-point sums then do not depend on the
         # row order, so neither do the distances (nor, through them, the matches).
         fit_data = data[[treatment, *covariates]]
-        if not fit_data.index.is_monotonic_increasing:
+        if ids_sorted:
+            model = fit_propensity(fit_data, treatment, covariates, distance=distance)
+            dist_series = model.distance.copy(deep=False)
+        else:
             fit_data = fit_data.sort_index(kind="stable")
-        model = fit_propensity(fit_data, treatment, covariates, distance=distance)
-        dist_series = model.distance.reindex(data.index)
+            model = fit_propensity(fit_data, treatment, covariates, distance=distance)
+            dist_series = model.distance.reindex(data.index)
     d = dist_series.to_numpy(dtype=float)
     n = d.size
 
@@ -670,16 +895,19 @@ def match(
     if exact_cols:
         strata = data[exact_cols].astype(str).agg("\x1f".join, axis=1).to_numpy()
         strata = pd.factorize(strata, sort=True)[0]
-    id_rank = np.empty(n, dtype=np.int64)
-    id_rank[np.argsort(data.index.to_numpy(), kind="stable")] = np.arange(n)
+    if ids_sorted:
+        id_rank = np.arange(n, dtype=np.int64)
+    else:
+        id_rank = np.empty(n, dtype=np.int64)
+        id_rank[_id_argsort(data.index)] = np.arange(n)
     rng = (random_state if isinstance(random_state, np.random.Generator)
            else np.random.default_rng(random_state))
 
-    found = METHODS[method](d, focal, ~discarded, strata, id_rank, ratio, replace, width, order,
-                            rng)
-    f_idx = np.array([m[0] for m in found], dtype=np.int64)
-    c_idx = np.array([m[1] for m in found], dtype=np.int64)
-    rnd = np.array([m[2] for m in found], dtype=np.int64)
+    args = (d, focal, ~discarded, strata, id_rank, ratio, replace, width, order, rng)
+    if method == "nearest":
+        f_idx, c_idx, rnd = _match_nearest_arrays(*args)
+    else:
+        f_idx, c_idx, rnd = _as_arrays(METHODS[method](*args))
 
     weights = _weights(n, focal, f_idx, c_idx, treated)
     # subclass: matched focal units numbered in patient-id order
@@ -688,18 +916,18 @@ def match(
     sub_of = np.zeros(n, dtype=np.int64)
     sub_of[matched_focal] = np.arange(1, matched_focal.size + 1)
     ids = data.index
+    # rows by subclass, then round
+    row_order = np.lexsort((rnd, sub_of[f_idx]))
+    f_idx, c_idx = f_idx[row_order], c_idx[row_order]
     t_idx, k_idx = (f_idx, c_idx) if estimand == "ATT" else (c_idx, f_idx)
     pairs = pd.DataFrame(
         {
-            "treated": ids.to_numpy()[t_idx],
-            "control": ids.to_numpy()[k_idx],
+            "treated": _take_ids(ids, t_idx),
+            "control": _take_ids(ids, k_idx),
             "subclass": sub_of[f_idx],
             "distance_gap": np.abs(d[f_idx] - d[c_idx]),
-            "_round": rnd,
         }
     )
-    pairs = pairs.sort_values(["subclass", "_round"], kind="stable").drop(columns="_round")
-    pairs = pairs.reset_index(drop=True)
 
     params = {
         "treatment": treatment,
