@@ -90,7 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from esi.pipeline import run_cli
 
     return run_cli(params=args.params, data=args.data, out=args.out,
-                   synthetic=args.synthetic, timeout=args.timeout)
+                   synthetic=args.synthetic, timeout=args.timeout, mapping=args.mapping)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registry file (CSV, Parquet, Excel); overrides data_path")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: reports/<name of the params file>)")
+    p.add_argument("--mapping", metavar="FILE", default=None,
+                   help="YAML mapping from your column names and codes to the schema's "
+                        "(see params/mapping.example.yaml)")
     p.add_argument("--synthetic", action="store_true",
                    help="treat --data as synthetic (row-level output allowed); any file other "
                         "than the shipped synthetic registry is treated as real otherwise")

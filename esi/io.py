@@ -40,13 +40,18 @@ class RegistryError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def read_registry(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read and validate a registry file (CSV, Parquet or Excel).
+def read_registry(path: str | os.PathLike[str],
+                  mapping: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Read and validate a registry file (CSV, Parquet, Excel, or a REDCap export).
 
     Parameters
     ----------
     path
         The file; relative paths are resolved from the project root (:func:`esi.paths.resolve`).
+    mapping
+        A YAML mapping from the file's column names and codes to the schema's
+        (``params/mapping.example.yaml``); it may name a REDCap data dictionary, and the file
+        is then read as a REDCap records export.
 
     Returns
     -------
@@ -64,7 +69,7 @@ def read_registry(path: str | os.PathLike[str]) -> pd.DataFrame:
     from esi.paths import resolve
 
     p = resolve(path)
-    report = validate_file(p)
+    report = validate_file(p, mapping=resolve(mapping) if mapping is not None else None)
     if not report.ok:
         raise RegistryError(report)
     registry = report.registry

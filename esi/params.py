@@ -19,6 +19,7 @@ __all__ = ["DEFAULTS", "CHOICES", "load_params", "check_params", "ParameterError
 #: Default parameters (the paper's analysis as reconstructed; see README "Analytic choices").
 DEFAULTS: dict[str, Any] = {
     "data_path": "data/synthetic/esi_registry_synthetic.csv",
+    "mapping": None,
     "run_dir": "",
     "synthetic": None,
     "seed": 2025,
@@ -121,6 +122,9 @@ def check_params(params: dict[str, Any], source: str = "parameters",
         if out["binary_test"] not in MICE_BINARY_TESTS:
             raise bad("binary_test", "multiple imputation (missing: mice) pools only "
                                      f"{', '.join(MICE_BINARY_TESTS)} (D2 rule)")
+    if out["mapping"] is not None and (not isinstance(out["mapping"], str)
+                                       or not out["mapping"]):
+        raise bad("mapping", "must be the path of a YAML column mapping, or null")
     if not isinstance(out["data_path"], str) or not out["data_path"]:
         raise bad("data_path", "must be a file path")
     from esi.schema import SCHEMA

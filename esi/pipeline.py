@@ -95,7 +95,7 @@ ROW_LEVEL_COLUMNS = ("treated", "control", "y_treated", "y_control", "patient_id
 #: Real data: counts below this are suppressed in every table and figure.
 SMALL_CELL_THRESHOLD = 5
 
-_COHORT_KEYS = ("data_path",)
+_COHORT_KEYS = ("data_path", "mapping")
 _MATCH_KEYS = _COHORT_KEYS + ("covariates", "distance", "method", "ratio", "caliper",
                               "replace", "exact", "seed")
 
@@ -198,7 +198,7 @@ class Analysis:
         """The validated registry (:func:`esi.io.read_registry`). For real data, exact dates
         are reduced and patient ids pseudonymised first (:mod:`esi.deid`)."""
         def compute() -> pd.DataFrame:
-            reg = read_registry(self.data_path)
+            reg = read_registry(self.data_path, mapping=self.params["mapping"])
             if not self.synthetic:
                 from esi.deid import protect_registry
 
@@ -663,7 +663,7 @@ def write_reports_index(reports: Path = REPORTS_DIR) -> Path:
 
 
 def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bool,
-            timeout: float) -> int:
+            timeout: float, mapping: str | None = None) -> int:
     """``esi run``: load parameters, run, print where the reports are; return the exit code."""
     from esi.io import RegistryError
 
@@ -673,6 +673,8 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
         overrides["synthetic"] = True if synthetic else None
     elif synthetic:
         overrides["synthetic"] = True
+    if mapping is not None:
+        overrides["mapping"] = str(Path(mapping).resolve())
     try:
         p = load_params(params, overrides=overrides, extra=notebook_extra())
     except ParameterError as exc:
@@ -684,7 +686,11 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
         return 2
     from esi.validate import validate_file
 
-    report = validate_file(data_path)
+    try:
+        report = validate_file(data_path, mapping=resolve(p["mapping"]) if p["mapping"] else None)
+    except ValueError as exc:  # a bad mapping file
+        print(f"esi run: {exc}", file=sys.stderr)
+        return 2
     if not report.ok:
         for prob in report.problems:
             print(prob, file=sys.stderr)

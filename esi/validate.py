@@ -390,19 +390,14 @@ def validate_file(path: str | Path, mapping: object = None,
         return ValidationReport(label, None, 0,
                                 (Problem(label, "unreadable", f"cannot read: {exc}"),))
     digest = hashlib.sha256(data).hexdigest()
-    if redcap_dictionary is not None:
-        from esi.imports import read_redcap
+    if mapping is not None or redcap_dictionary is not None:
+        from esi.imports import load_table
 
-        table, problems = read_redcap(p, redcap_dictionary, label)
+        result = load_table(p, mapping=mapping, redcap_dictionary=redcap_dictionary,
+                            label=label)
+        table, problems = result.table, list(result.problems)
     else:
         table, problems = read_raw(p, data, label)
-    if table is not None and mapping is not None:
-        from esi.imports import apply_mapping, load_mapping
-
-        if isinstance(mapping, str | Path):
-            mapping = load_mapping(mapping)
-        table, more = apply_mapping(table, mapping, label)
-        problems = list(problems) + list(more)
     if table is None:
         return ValidationReport(label, digest, 0, tuple(problems))
     more, registry = validate_frame(table, label)

@@ -43,3 +43,15 @@ def test_esi_schema_prints_the_dictionary(capsys):
 
     assert main(["schema"]) == 0
     assert capsys.readouterr().out == DATA_DICTIONARY.read_text(encoding="utf-8")
+
+
+def test_esi_validate_with_a_mapping_reads_a_redcap_export(capsys):
+    from esi.paths import PARAMS_DIR, PROJECT_ROOT
+
+    records = PROJECT_ROOT / "tests" / "data" / "redcap" / "esi_records.csv"
+    assert main(["validate", str(records), "--mapping",
+                 str(PARAMS_DIR / "mapping.example.yaml")]) == 0
+    assert "valid (6 patients" in capsys.readouterr().out
+    # without the mapping the user's own column names are not the schema's
+    assert main(["validate", str(records)]) == 2
+    assert "[missing-column]" in capsys.readouterr().out
