@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
+from scipy import stats
 
 from esi.balance import smd
 from esi.compare import compare_matched
@@ -15,6 +16,8 @@ from esi.sensitivity._example import example_registry
 from esi.sensitivity.multiverse import (
     DEFAULT_COVARIATE_SETS,
     MULTIVERSE_COLUMNS,
+    _t_ppf,
+    _t_sf,
     multiverse,
     specification_grid,
 )
@@ -134,3 +137,42 @@ def test_multiverse_errors(registry):
         multiverse(registry, grid, workers=0)
     with pytest.raises(ValueError, match="covariate_sets"):
         multiverse(registry, grid, covariate_sets={"default": ["not_a_column"]})
+
+
+def test_row_does_not_depend_on_the_other_specifications(registry):
+    # Results are memoised on their inputs and the propensity model is fitted once per
+    # covariate set and scale: a specification run alone, or after others in another
+    # order, gives the very same row.
+    grid = specification_grid({"default": DEFAULT_COVARIATE_SETS["default"],
+                               "demographic": DEFAULT_COVARIATE_SETS["demographic"]},
+                              ratio=[1, 2], caliper=[None, 0.1], missing=["complete_case", "bocf"],
+                              test=["welch", "wilcoxon", "mann_whitney"])
+    full = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS)
+    backwards = multiverse(registry, grid.iloc[::-1], covariate_sets=DEFAULT_COVARIATE_SETS)
+    pd.testing.assert_frame_equal(full, backwards)
+    for i in (0, len(grid) // 2, len(grid) - 1):
+        alone = multiverse(registry, grid.iloc[[i]], covariate_sets=DEFAULT_COVARIATE_SETS)
+        pd.testing.assert_frame_equal(alone, full.iloc[[i]].reset_index(drop=True))
+
+
+def test_failed_propensity_fit_reports_match_error(registry):
+    # collinear covariates: match() refuses to fit, and every row says why, in its words
+    data = registry.assign(twice_age=2 * registry["age"])
+    covariates = ["age", "twice_age"]
+    grid = specification_grid({"bad": covariates}, distance=["logit"], method=["nearest"],
+                              ratio=[1], caliper=[0.2], replace=[False],
+                              missing=["complete_case"], test=["welch"])
+    row = multiverse(data, grid, covariate_sets={"bad": covariates}).iloc[0]
+    with pytest.raises(ValueError) as err:
+        match(data, "near_normal", covariates, caliper=0.2, missing="drop")
+    assert row["status"] == f"matching failed: {err.value}"
+
+
+def test_t_distribution_shortcuts_equal_scipy():
+    # the multiverse calls scipy.special directly; the values must be scipy.stats.t's exactly
+    rng = np.random.default_rng(3)
+    for df in [1, 2, 5, 13, 26, 40, *rng.uniform(1.5, 80, 40)]:
+        for q in (0.95, 0.975, 0.995, 0.9):
+            assert _t_ppf(q, df) == float(stats.t.ppf(q, df))
+        for x in [0.0, 0.3, 1.96, 4.5, *rng.uniform(0, 6, 5)]:
+            assert _t_sf(x, df) == float(stats.t.sf(x, df))

@@ -32,14 +32,15 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import time
+import traceback
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from esi import stats as st
 from esi.balance import smd
@@ -165,6 +166,17 @@ def specification_grid(covariate_sets: Mapping[str, Sequence[str]] | None = None
 
 
 # --------------------------------------------------------------------------- fast comparisons
+def _t_ppf(q: float, df: float) -> float:
+    """``scipy.stats.t.ppf(q, df)`` for 0 < q < 1 without its argument handling: the same
+    ``scipy.special.stdtrit`` call that ``t.ppf`` makes (identical values, tested)."""
+    return float(special.stdtrit(df, q))
+
+
+def _t_sf(x: float, df: float) -> float:
+    """``scipy.stats.t.sf(x, df)`` through the ``scipy.special.stdtr`` call it makes."""
+    return float(special.stdtr(df, -x))
+
+
 def _mean_difference(x: np.ndarray, y: np.ndarray, test: str, alpha: float
                      ) -> tuple[float, float, float]:
     """Mean difference and its t interval, as esi.stats.mean_difference for ``test``."""
@@ -189,7 +201,7 @@ def _mean_difference(x: np.ndarray, y: np.ndarray, test: str, alpha: float
             df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)) if se > 0 else np.nan
     if not se > 0:
         return float(est), np.nan, np.nan
-    q = stats.t.ppf(1 - alpha / 2, df) * se
+    q = _t_ppf(1 - alpha / 2, df) * se
     return float(est), float(est - q), float(est + q)
 
 
@@ -214,7 +226,7 @@ def _continuous_p(x: np.ndarray, y: np.ndarray, test: str, mean_ci) -> float:
                 se = np.sqrt(a + b)
                 df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1))
             t = est / se
-        return float(2 * stats.t.sf(abs(t), df))
+        return float(2 * _t_sf(abs(t), df))
     if test == "mann_whitney":
         if x.size == 0 or y.size == 0:
             return np.nan
@@ -266,55 +278,105 @@ def _binary(case_events: np.ndarray, control_events: np.ndarray, test: str, alph
 
 # --------------------------------------------------------------------------- worker
 _SHARED: dict[str, Any] = {}
+# Results memoised on their exact inputs (per process, emptied by _init_worker): many
+# specifications share a matched set or the same counts, and a memoised result is the very
+# value the computation returns, so the table does not depend on what was computed before.
+_MEMO: dict[tuple, Any] = {}
 
 
 def _init_worker(shared: dict[str, Any]) -> None:
     _SHARED.clear()
     _SHARED.update(shared)
+    _MEMO.clear()
 
 
 def _max_abs_smd(result, covariate_set: str) -> float:
+    w_all = result.weights.to_numpy(float)
+    key = ("smd", covariate_set, result.weights.index.size, w_all.tobytes(),
+           result.treatment.to_numpy().tobytes())
+    if key in _MEMO:
+        return _MEMO[key]
     x_all = _SHARED["designs"][covariate_set]
     index = result.treatment.index
     x = x_all.reindex(index).to_numpy(float)
     t = result.treatment.to_numpy()
     w = result.weights.reindex(index).to_numpy(float)
     values = [abs(smd(x[:, j], t, w)) for j in range(x.shape[1])]
-    return float(np.nanmax(values)) if values else np.nan
+    found = float(np.nanmax(values)) if values else np.nan
+    _MEMO[key] = found
+    return found
 
 
-def _analyse(pos_t: np.ndarray, pos_c: np.ndarray, spec: dict, alpha: float
-             ) -> dict[str, Any]:
-    """Primary and positive outcome of one specification; positions index the registry."""
-    rule, test = spec["missing"], spec["test"]
-    uniq, first, codes = np.unique(pos_t, return_index=True, return_inverse=True)
+def _continuous(x: np.ndarray, y: np.ndarray, test: str, alpha: float
+                ) -> tuple[float, float, float, float]:
+    """Estimate, interval and P-value of a continuous outcome, memoised on the exact values."""
+    key = ("continuous", test, alpha, x.tobytes(), y.tobytes())
+    found = _MEMO.get(key)
+    if found is None:
+        mean_ci = _mean_difference(x, y, test, alpha)
+        found = _MEMO[key] = (*mean_ci, _continuous_p(x, y, test, mean_ci))
+    return found
+
+
+def _binary_memo(x: np.ndarray, y: np.ndarray, test: str, alpha: float, paired: bool
+                 ) -> tuple[float, float, float, float]:
+    """:func:`_binary` memoised on what it depends on: the counts (Fisher) or the 2 x 2
+    table of pairs (McNemar)."""
+    if test == "mcnemar":
+        a_case, a_ctrl = x > 0.5, y > 0.5
+        counts = (int(np.sum(a_case & a_ctrl)), int(np.sum(a_case & ~a_ctrl)),
+                  int(np.sum(~a_case & a_ctrl)), int(np.sum(~a_case & ~a_ctrl)))
+    else:
+        counts = (int(x.sum()), x.size, int(y.sum()), y.size)
+    key = ("binary", test, alpha, counts)
+    found = _MEMO.get(key)
+    if found is None:
+        found = _MEMO[key] = _binary(x, y, test, alpha, np.c_[x, y] if paired else None)
+    return found
+
+
+def _outcome_arrays(pos_t: np.ndarray, pos_c: np.ndarray, values: np.ndarray, paired: bool
+                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Case and control values of one outcome in a matched sample; positions index the
+    registry. Paired: each case against the mean of its matched controls."""
+    uniq, codes = np.unique(pos_t, return_inverse=True)
     case_pos = uniq  # each case once (order does not matter to the statistics)
+    if paired:
+        ctrl = values[pos_c]
+        known = np.isfinite(ctrl)
+        n_ctrl = np.bincount(codes, weights=known, minlength=uniq.size)
+        sums = np.bincount(codes, weights=np.where(known, ctrl, 0.0), minlength=uniq.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ctrl_mean = sums / n_ctrl
+        case = values[case_pos]
+        keep = np.isfinite(case) & (n_ctrl > 0)
+        return case[keep], ctrl_mean[keep], int(keep.sum()), int(n_ctrl[keep].sum())
+    x, y = values[case_pos], values[pos_c]
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    return x, y, x.size, y.size
+
+
+def _analyse(pos_t: np.ndarray, pos_c: np.ndarray, spec: dict, alpha: float,
+             arrays: dict[tuple, tuple]) -> dict[str, Any]:
+    """Primary and positive outcome of one specification; positions index the registry.
+
+    ``arrays`` caches :func:`_outcome_arrays` for the specifications of one matched sample.
+    """
+    rule, test = spec["missing"], spec["test"]
     out: dict[str, Any] = {}
     for prefix in ("primary", "positive"):
         column = _SHARED[prefix]
-        values = _SHARED["outcomes"][rule][column]
         paired = (test in _PAIRED if prefix == "primary"
                   else spec["binary_test"] == "mcnemar")
-        if paired:
-            ctrl = values[pos_c]
-            known = np.isfinite(ctrl)
-            n_ctrl = np.bincount(codes, weights=known, minlength=uniq.size)
-            sums = np.bincount(codes, weights=np.where(known, ctrl, 0.0), minlength=uniq.size)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ctrl_mean = sums / n_ctrl
-            case = values[case_pos]
-            keep = np.isfinite(case) & (n_ctrl > 0)
-            x, y = case[keep], ctrl_mean[keep]
-            n_cases, n_controls = int(keep.sum()), int(n_ctrl[keep].sum())
-        else:
-            x, y = values[case_pos], values[pos_c]
-            x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-            n_cases, n_controls = x.size, y.size
+        akey = (rule, column, paired)
+        if akey not in arrays:
+            arrays[akey] = _outcome_arrays(pos_t, pos_c, _SHARED["outcomes"][rule][column],
+                                           paired)
+        x, y, n_cases, n_controls = arrays[akey]
         if prefix == "primary":
-            mean_ci = _mean_difference(x, y, test, alpha)
-            found = (*mean_ci, _continuous_p(x, y, test, mean_ci))
+            found = _continuous(x, y, test, alpha)
         else:
-            found = _binary(x, y, spec["binary_test"], alpha, np.c_[x, y] if paired else None)
+            found = _binary_memo(x, y, spec["binary_test"], alpha, paired)
         out.update({f"{prefix}_outcome": column, f"{prefix}_n_cases": n_cases,
                     f"{prefix}_n_controls": n_controls, f"{prefix}_estimate": found[0],
                     f"{prefix}_ci_low": found[1], f"{prefix}_ci_high": found[2],
@@ -324,33 +386,40 @@ def _analyse(pos_t: np.ndarray, pos_c: np.ndarray, spec: dict, alpha: float
 
 def _run_group(task: tuple[dict, list[dict]]) -> list[dict]:
     key, specs = task
-    registry = _SHARED["registry"]
-    covariates = _SHARED["covariate_sets"][key["covariate_set"]]
+    name = key["covariate_set"]
+    data = _SHARED["frames"][name]
+    covariates = _SHARED["covariate_sets"][name]
     caliper = None if pd.isna(key["caliper"]) else float(key["caliper"])
+    # The propensity model depends only on the covariate set and the scale: fitted once in
+    # multiverse() and passed as the distance (match() takes the caliper's SD from it
+    # exactly as from its own fit). None: that fit failed; match() then fits and reports.
+    distance = _SHARED["distances"].get((name, key["distance"]))
+    if distance is None:
+        distance = key["distance"]
     base = {"n_cases_matched": 0, "n_controls_matched": 0, "n_matched": 0,
             "max_abs_smd": np.nan}
     try:
-        result = match(registry, _SHARED["treatment"], covariates, method=key["method"],
-                       distance=key["distance"], ratio=int(key["ratio"]), caliper=caliper,
+        result = match(data, _SHARED["treatment"], covariates, method=key["method"],
+                       distance=distance, ratio=int(key["ratio"]), caliper=caliper,
                        replace=bool(key["replace"]), missing="drop")
     except ValueError as err:
         return [{**spec, **base, "status": f"matching failed: {err}"} for spec in specs]
-    pairs = result.pairs
-    n_cases = int(pairs["treated"].nunique())
-    n_controls = int(pairs["control"].nunique())
+    # the pairs name patients by id rank (see multiverse()); positions index the registry
+    pairs, by_rank = result.pairs, _SHARED["by_rank"]
+    pos_t = by_rank[pairs["treated"].to_numpy(np.int64)]
+    pos_c = by_rank[pairs["control"].to_numpy(np.int64)]
+    n_cases, n_controls = np.unique(pos_t).size, np.unique(pos_c).size
     base = {"n_cases_matched": n_cases, "n_controls_matched": n_controls,
             "n_matched": n_cases + n_controls,
-            "max_abs_smd": _max_abs_smd(result, key["covariate_set"]) if n_cases else np.nan}
-    index = registry.index
-    pos_t = index.get_indexer(pairs["treated"].astype(str))
-    pos_c = index.get_indexer(pairs["control"].astype(str))
+            "max_abs_smd": _max_abs_smd(result, name) if n_cases else np.nan}
     rows = []
+    arrays: dict[tuple, tuple] = {}
     for spec in specs:
         if n_cases == 0:
             rows.append({**spec, **base, "status": "no case matched"})
             continue
         try:
-            found = _analyse(pos_t, pos_c, spec, _SHARED["alpha"])
+            found = _analyse(pos_t, pos_c, spec, _SHARED["alpha"], arrays)
             rows.append({**spec, **base, **found, "status": "ok"})
         except ValueError as err:
             rows.append({**spec, **base, "status": f"analysis failed: {err}"})
@@ -358,6 +427,95 @@ def _run_group(task: tuple[dict, list[dict]]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- driver
+def _claim(state, back: bool) -> int | None:
+    """Take the next chunk from the front (this process) or the back (a worker)."""
+    with state.get_lock():
+        lo, hi = state[0], state[1]
+        if lo > hi:
+            return None
+        if back:
+            state[1] = hi - 1
+            return hi
+        state[0] = lo + 1
+        return lo
+
+
+def _worker(shared: dict[str, Any], chunks: list, state, conn) -> None:
+    """A spawned worker of :func:`_run_shared`: run chunks from the back, send the rows."""
+    try:
+        _init_worker(shared)
+        done = {}
+        while (i := _claim(state, back=True)) is not None:
+            done[i] = [_run_group(task) for task in chunks[i]]
+        conn.send(("ok", done))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _run_shared(tasks: list, shared: dict[str, Any], workers: int) -> list[list[dict]]:
+    """Run ``tasks`` in this process and ``workers - 1`` spawned ones, in order of ``tasks``.
+
+    This process takes chunks of tasks from the front, the workers from the back, until they
+    meet; this process needs no start-up while a spawned worker needs a second or two to
+    import. Workers that have taken nothing when the chunks run out are stopped. Who runs a
+    task does not change its rows.
+    """
+    size = max(1, min(4, len(tasks) // (8 * workers)))
+    chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+    context = multiprocessing.get_context("spawn")
+    state = context.Array("q", [0, len(chunks) - 1])
+    procs, conns = [], []
+    try:
+        for _ in range(workers - 1):
+            receive, send = context.Pipe(duplex=False)
+            proc = context.Process(target=_worker, args=(shared, chunks, state, send),
+                                   daemon=True)
+            proc.start()
+            send.close()
+            procs.append(proc)
+            conns.append(receive)
+        done: dict[int, list[list[dict]]] = {}
+        while (i := _claim(state, back=False)) is not None:
+            done[i] = [_run_group(task) for task in chunks[i]]
+        waiting = list(conns)
+        while len(done) < len(chunks):
+            if not waiting:
+                raise RuntimeError("multiverse: a worker stopped without returning its rows")
+            for conn in mp_connection.wait(waiting):
+                waiting.remove(conn)
+                try:
+                    status, found = conn.recv()
+                except EOFError:
+                    raise RuntimeError("multiverse: a worker stopped without returning its "
+                                       "rows") from None
+                if status != "ok":
+                    raise RuntimeError(f"multiverse: a worker failed:\n{found}")
+                done.update(found)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # took nothing (still starting) or no longer needed
+            proc.join()
+        for conn in conns:
+            conn.close()
+    return [rows for i in range(len(chunks)) for rows in done[i]]
+
+
+def _fitted_distance(data: pd.DataFrame, treatment: str, covariates: list[str], scale: Any
+                     ) -> pd.Series | None:
+    """The distance that :func:`esi.matching.match` fits for ``covariates`` on ``scale``
+    (``MatchResult.distance``: every complete-case patient), or None when it cannot be fitted
+    (each matching then fits it itself and reports why it failed)."""
+    try:
+        # with replacement and no caliper: the cheapest matching, nothing can fail but the fit
+        return match(data, treatment, covariates, method="nearest", distance=scale, ratio=1,
+                     caliper=None, replace=True, missing="drop").distance
+    except (ValueError, TypeError):
+        return None
+
+
 def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
                covariate_sets: Mapping[str, Sequence[str]] | None = None,
                treatment: str = "near_normal", timepoint: int = 4,
@@ -387,7 +545,8 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
     alpha
         Intervals are at 1 - alpha.
     workers
-        Processes (1 = in this process). The result does not depend on it.
+        Processes working on it, this one included (1 = this process alone; 2 = this one and
+        one spawned worker). The result does not depend on it.
 
     Returns
     -------
@@ -447,9 +606,34 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
         outcomes[rule] = {primary: derived[primary].to_numpy(float, na_value=np.nan),
                           positive: derived[positive].astype("Float64").to_numpy(
                               float, na_value=np.nan)}
-    shared = {"registry": registry, "covariate_sets": used_sets, "designs": designs,
-              "outcomes": outcomes, "treatment": treatment, "alpha": alpha,
-              "primary": primary, "positive": positive}
+    # match() reads only the treatment and the covariates: give it just those columns. It
+    # breaks ties by patient-id order (np.argsort of the ids) and reports ids in the pairs;
+    # the ids are replaced by their ranks in that order (same ties, same pairs, cheaper
+    # indexing), and the pairs' ranks are turned into registry positions by ``by_rank``.
+    frames = {name: registry[list(dict.fromkeys([treatment, *covariates]))]
+              for name, covariates in used_sets.items()}
+    distances = {}
+    for name, scale in dict.fromkeys(zip(specs["covariate_set"], specs["distance"],
+                                         strict=True)):
+        distances[(name, scale)] = _fitted_distance(frames[name], treatment, used_sets[name],
+                                                    scale)
+    by_rank = None
+    if registry.index.is_unique:  # else every matching fails, as match() reports
+        by_rank = np.argsort(registry.index.to_numpy(), kind="stable")
+        rank = np.empty(by_rank.size, dtype=np.int64)
+        rank[by_rank] = np.arange(by_rank.size)
+        ranks = pd.Index(rank, name=registry.index.name)
+
+        def coded(obj):
+            return obj.set_axis(ranks[registry.index.get_indexer(obj.index)])
+
+        frames = {name: coded(frame) for name, frame in frames.items()}
+        designs = {name: coded(design) for name, design in designs.items()}
+        distances = {key: None if dist is None else coded(dist)
+                     for key, dist in distances.items()}
+    shared = {"frames": frames, "covariate_sets": used_sets, "designs": designs,
+              "distances": distances, "outcomes": outcomes, "treatment": treatment,
+              "alpha": alpha, "primary": primary, "positive": positive, "by_rank": by_rank}
     records = specs.drop(columns=["covariates"], errors="ignore").to_dict("records")
     groups: dict[tuple, list[dict]] = {}
     for rec in records:
@@ -457,15 +641,14 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
                     for k in _MATCH_KEYS)
         groups.setdefault(key, []).append(rec)
     tasks = [({k: group[0][k] for k in _MATCH_KEYS}, group) for group in groups.values()]
-    if workers == 1:
-        _init_worker(shared)
-        results = [_run_group(task) for task in tasks]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_init_worker, initargs=(shared,)) as pool:
-            results = list(pool.map(_run_group, tasks, chunksize=max(1, len(tasks) //
-                                                                    (8 * workers))))
+    _init_worker(shared)
+    try:
+        if workers == 1:
+            results = [_run_group(task) for task in tasks]
+        else:
+            results = _run_shared(tasks, shared, workers)
+    finally:
+        _init_worker({})  # keep neither the data nor the memo
     table = pd.DataFrame([row for rows in results for row in rows])
     table["timepoint_weeks"] = timepoint
     for column in MULTIVERSE_COLUMNS:
