@@ -4,9 +4,12 @@ Each registry has 10% treated units and six covariates (four continuous, two bin
 match is 1:1 nearest neighbour on the logit of the propensity score, caliper 0.2 SD, without
 replacement - the propensity model fit included. If Rscript with MatchIt >= 4.5.4 is found
 (set R_LIBS to a private library if needed), MatchIt is timed on the same data the same way
-(model fit and matching; reading the CSV excluded).
+(model fit and matching; reading the CSV excluded), once.
 
-Run:  .venv/bin/python benchmarks/matching.py [--sizes 10000 200000 1000000] [--no-r]
+The machine may be shared and noisy: every esi timing is repeated (``--repeat``, default 5)
+and reported as the minimum and the median.
+
+Run:  .venv/bin/python benchmarks/matching.py [--sizes 10000 200000 1000000] [--repeat 5] [--no-r]
 """
 
 from __future__ import annotations
@@ -72,30 +75,38 @@ def time_matchit(data: pd.DataFrame) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 200_000, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=5, help="timings per size (min, median)")
     parser.add_argument("--no-r", action="store_true", help="skip timing R MatchIt")
     args = parser.parse_args()
+    if args.repeat < 1:
+        raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
     run(registry(2_000))  # warm-up (imports, first calls)
-    print(f"{'rows':>10} {'treated':>8} {'matched':>8} {'wall s':>7} {'fit s':>6} {'peak MB':>8}")
+    print(f"{'rows':>10} {'treated':>8} {'matched':>8} {'wall s min':>10} {'median':>7} "
+          f"{'fit s min':>9} {'median':>7} {'peak MB':>8}")
     for n in args.sizes:
         data = registry(n)
-        t0 = time.perf_counter()
-        res = run(data)
-        wall = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        esi.propensity.fit_propensity(data, "treat", COVARIATES, distance="logit")
-        fit = time.perf_counter() - t0
+        walls, fits = [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            res = run(data)
+            walls.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            esi.propensity.fit_propensity(data, "treat", COVARIATES, distance="logit")
+            fits.append(time.perf_counter() - t0)
         tracemalloc.start()
         run(data)
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         n_matched = int(res.sample_sizes().loc["Matched", "treated"])
-        print(f"{n:>10,} {int(data.treat.sum()):>8,} {n_matched:>8,} {wall:7.2f} {fit:6.2f} "
-              f"{peak:8.0f}", flush=True)
+        print(f"{n:>10,} {int(data.treat.sum()):>8,} {n_matched:>8,} {min(walls):10.2f} "
+              f"{np.median(walls):7.2f} {min(fits):9.2f} {np.median(fits):7.2f} {peak:8.0f}",
+              flush=True)
         if not args.no_r:
             r = time_matchit(data)
             print(f"{'':>10} {r or 'R MatchIt >= 4.5.4 not available: not timed'}", flush=True)
-    print("wall s: esi.match incl. the model fit; fit s: fit_propensity alone; "
-          "peak MB: Python-side peak allocation (tracemalloc) during esi.match")
+    print(f"wall s: esi.match incl. the model fit; fit s: fit_propensity alone (min and median "
+          f"of {args.repeat} runs); peak MB: Python-side peak allocation (tracemalloc) during "
+          "esi.match")
 
 
 if __name__ == "__main__":

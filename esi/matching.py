@@ -645,14 +645,26 @@ def _weights(n, focal, pairs_f, pairs_c, treated):
     w = np.zeros(n)
     if pairs_f.size == 0:
         return w
-    uf, inv, k = np.unique(pairs_f, return_inverse=True, return_counts=True)
-    w[uf] = 1.0
-    np.add.at(w, pairs_c, 1.0 / k[inv])
+    k = np.bincount(pairs_f, minlength=n)  # matches per focal unit
+    w[k > 0] = 1.0
+    np.add.at(w, pairs_c, 1.0 / k[pairs_f])
     for g in (treated, ~treated):  # .make_sum_to_n by treatment group over w > 0
         pos = g & (w > 0)
         if pos.any():
             w[pos] = pos.sum() * w[pos] / w[pos].sum()
     return w
+
+
+def _exact_strata(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Stratum code of every row: its ``columns`` values as text, joined by "\x1f", factorised.
+
+    Built column by column (a row-wise ``agg`` takes tens of seconds on 200,000 rows).
+    """
+    parts = data[columns].astype(str)
+    key = parts.iloc[:, 0].to_numpy(dtype=object)
+    for j in range(1, len(columns)):
+        key = key + "\x1f" + parts.iloc[:, j].to_numpy(dtype=object)
+    return pd.factorize(key, sort=True)[0]
 
 
 def _strictly_increasing(ids: pd.Index) -> bool:
@@ -893,8 +905,7 @@ def match(
 
     strata = None
     if exact_cols:
-        strata = data[exact_cols].astype(str).agg("\x1f".join, axis=1).to_numpy()
-        strata = pd.factorize(strata, sort=True)[0]
+        strata = _exact_strata(data, exact_cols)
     if ids_sorted:
         id_rank = np.arange(n, dtype=np.int64)
     else:
@@ -911,7 +922,7 @@ def match(
 
     weights = _weights(n, focal, f_idx, c_idx, treated)
     # subclass: matched focal units numbered in patient-id order
-    matched_focal = np.unique(f_idx)
+    matched_focal = np.flatnonzero(np.bincount(f_idx, minlength=n))
     matched_focal = matched_focal[np.argsort(id_rank[matched_focal], kind="stable")]
     sub_of = np.zeros(n, dtype=np.int64)
     sub_of[matched_focal] = np.arange(1, matched_focal.size + 1)

@@ -190,3 +190,19 @@ def test_duplicated_ids_still_named():
     data.index = pd.Index([*data.index[:-1], data.index[0]], name="patient_id")
     with pytest.raises(ValueError, match="P000000"):
         esi.match(data, "treat", COVS)
+
+
+def test_exact_strata_equal_row_wise_join():
+    rng = np.random.default_rng(12)
+    n = 400
+    data = pd.DataFrame({
+        "s": rng.choice(["x", "y", "a\x1fb", "a", "b\x1fc", "c"], n),
+        "i": rng.integers(0, 3, n),
+        "f": rng.random(n).round(1),
+        "b": rng.choice([True, False], n),
+        "k": pd.Categorical(rng.choice(["p", "q"], n)),
+    })
+    for cols in (["s"], ["i"], ["s", "i"], ["f", "b", "k"], list(data.columns)):
+        row_wise = data[cols].astype(str).agg("\x1f".join, axis=1).to_numpy()
+        expected = pd.factorize(row_wise, sort=True)[0]
+        assert np.array_equal(M._exact_strata(data, cols), expected), cols
