@@ -248,25 +248,33 @@ def _sort_by_distance_then_id(d, id_rank):
     return order
 
 
-def _nearest_setup(d, focal, eligible, strata, id_rank, order, rng):
+def _nearest_setup(d, focal, eligible, strata, id_rank, order, rng, plain=False):
     """Sorted positions, the eligible controls and focal units, and each focal unit's search range.
 
     Returns ``pos`` (every unit's place in the distance order), ``ctrl`` (eligible controls
     sorted by stratum then position), ``foc`` (eligible focal units in matching order), and
     for each focal unit ``ins`` (first control at or after it), ``lo``/``hi`` (its stratum's
-    block of ``ctrl``).
+    block of ``ctrl``). ``plain=True`` sorts by the straightforward (slower) lexicographic
+    sorts, for the reference search.
     """
     n = d.size
     # Global sorted position: distance ascending, ties by patient id (MatchIt: by row).
-    sorted_units = _sort_by_distance_then_id(d, id_rank)
+    if plain:
+        sorted_units = np.lexsort((id_rank, d))
+    else:
+        sorted_units = _sort_by_distance_then_id(d, id_rank)
     pos = np.empty(n, dtype=np.int64)
     pos[sorted_units] = np.arange(n)
     stratum = np.zeros(n, dtype=np.int64) if strata is None else strata.astype(np.int64)
 
     # Controls eligible for matching, sorted by (stratum, position): one contiguous block each.
-    ctrl = sorted_units[(~focal & eligible)[sorted_units]]  # by position
-    if strata is not None:
-        ctrl = ctrl[np.argsort(stratum[ctrl], kind="stable")]
+    if plain:
+        ctrl = np.flatnonzero(~focal & eligible)
+        ctrl = ctrl[np.argsort(stratum[ctrl] * (n + 1) + pos[ctrl], kind="stable")]
+    else:
+        ctrl = sorted_units[(~focal & eligible)[sorted_units]]  # by position
+        if strata is not None:
+            ctrl = ctrl[np.argsort(stratum[ctrl], kind="stable")]
     ckey = stratum[ctrl] * (n + 1) + pos[ctrl]
 
     # Focal units to process, in matching order.
@@ -288,19 +296,22 @@ def _nearest_setup(d, focal, eligible, strata, id_rank, order, rng):
 
 
 def _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace, caliper, order,
-                          rng, greedy=None):
+                          rng, reference=False):
     """Greedy nearest-neighbour matching; arrays of focal unit, control unit and round.
 
     Every index is a row position. ``focal`` marks the units that receive matches (treated
     for ATT). See :func:`match` for the rules; this follows MatchIt's ``nn_matchC_vec``.
+    ``reference=True``: the straightforward sorts and loop (:func:`_greedy_reference`).
     """
-    pos, ctrl, foc, ins, lo, hi = _nearest_setup(d, focal, eligible, strata, id_rank, order, rng)
+    pos, ctrl, foc, ins, lo, hi = _nearest_setup(d, focal, eligible, strata, id_rank, order, rng,
+                                                 plain=reference)
     cal = np.inf if caliper is None else float(caliper)
     if replace:
         return _nearest_with_replacement(d, pos, ctrl, foc, ins, lo, hi, ratio, cal)
     if ctrl.size == 0 or foc.size == 0:
         return _as_arrays([])
-    return (greedy or _greedy_fast)(d, pos, ctrl, foc, ins, lo, hi, ratio, cal)
+    greedy = _greedy_reference if reference else _greedy_fast
+    return greedy(d, pos, ctrl, foc, ins, lo, hi, ratio, cal)
 
 
 def _as_arrays(found):
@@ -324,9 +335,9 @@ def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
 
 def _match_nearest_reference(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
                              order, rng):
-    """As :func:`_match_nearest`, by the plain one-unit-at-a-time loop (kept for the tests)."""
+    """As :func:`_match_nearest`, by plain sorts and the one-unit-at-a-time loop (for tests)."""
     f, c, r = _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace,
-                                    caliper, order, rng, greedy=_greedy_reference)
+                                    caliper, order, rng, reference=True)
     return list(zip(f.tolist(), c.tolist(), r.tolist(), strict=True))
 
 

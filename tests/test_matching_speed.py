@@ -1,14 +1,16 @@
 """The fast greedy search and id handling of esi.match give exactly the reference results.
 
 ``esi.matching._greedy_fast`` (proposals computed with numpy, the one-unit search only for
-units whose proposal was taken) must produce the same pairs, in the same order, as
-``_greedy_reference``, the plain one-unit-at-a-time loop that follows MatchIt's
-``nn_matchC_vec`` (that loop is what tests/test_matching_reference.py checked against R
-MatchIt 4.7.2). The fast patient-id paths (already sorted ids, string ids) must give the same
+units whose proposal was taken) and the faster sorts before it must produce the same pairs, in
+the same order, as ``_match_nearest_reference``: plain lexicographic sorts and
+``_greedy_reference``, the one-unit-at-a-time loop that follows MatchIt's ``nn_matchC_vec``
+(the code that tests/test_matching_reference.py checked against R MatchIt 4.7.2). The fast patient-id paths (already sorted ids, string ids) must give the same
 ranks and the same result columns as the generic ones.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pandas as pd
@@ -125,7 +127,8 @@ def test_match_same_as_with_reference_loop(kwargs, monkeypatch):
     if kwargs.get("estimand") == "ATC":  # controls are then the minority
         data["treat"] = 1 - data["treat"]
     fast = esi.match(data, "treat", COVS, **kwargs)
-    monkeypatch.setattr(M, "_greedy_fast", M._greedy_reference)
+    monkeypatch.setattr(M, "_match_nearest_arrays",
+                        functools.partial(M._match_nearest_arrays, reference=True))
     slow = esi.match(data, "treat", COVS, **kwargs)
     pd.testing.assert_frame_equal(fast.pairs, slow.pairs)
     pd.testing.assert_series_equal(fast.weights, slow.weights)
