@@ -26,13 +26,15 @@ __all__ = [
 def setup_display() -> None:
     """Pandas and matplotlib settings shared by the notebooks (stable, rounded text output)."""
     import matplotlib as mpl
-    import seaborn as sns
+    import matplotlib.pyplot as plt
 
     pd.set_option("display.precision", 3)
     pd.set_option("display.width", 120)
     pd.set_option("display.max_columns", 40)
     pd.set_option("display.max_colwidth", 80)
-    sns.set_theme(style="whitegrid", context="notebook")
+    # seaborn's "whitegrid" theme as matplotlib ships it: the look without importing seaborn
+    # (and scipy.stats with it) in every kernel.
+    plt.style.use("seaborn-v0_8-whitegrid")
     mpl.rcParams["figure.dpi"] = 90
     mpl.rcParams["savefig.dpi"] = 90
 

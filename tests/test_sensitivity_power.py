@@ -154,3 +154,20 @@ def test_argument_errors_name_the_culprit():
         pw.tost(CASES, CONTROLS[:5], 1.0, paired=True)
     with pytest.raises(ValueError, match="cases"):
         pw.tost([1.0, np.nan, 2.0], CONTROLS, 1.0)
+
+
+@pytest.mark.parametrize(("n1", "n2", "ties"), [(14, 14, False), (9, 30, False),
+                                                 (86, 86, False), (5, 7, False),
+                                                 (14, 14, True)])
+def test_fast_mann_whitney_equals_scipy(n1, n2, ties):
+    # scipy.stats.mannwhitneyu(method="auto"), two-sided, row by row
+    from scipy import stats as sps
+
+    from esi.sensitivity.power import _mann_whitney_p
+
+    rng = np.random.default_rng(n1 + n2)
+    x, y = rng.normal(size=(300, n1)), rng.normal(0.4, 1.3, size=(300, n2))
+    if ties:
+        x, y = np.round(x * 2) / 2, np.round(y * 2) / 2
+    expected = sps.mannwhitneyu(x, y, alternative="two-sided", axis=1).pvalue
+    np.testing.assert_allclose(_mann_whitney_p(x, y), expected, rtol=1e-12, atol=1e-15)
