@@ -467,8 +467,63 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
                         f"{exc.evalue}") from None
 
 
+def _run_one(name: str, src: Path, dst: Path, html_path: Path, parameters: dict[str, Any],
+             kernel: str, timeout: float) -> tuple[str, float]:
+    t = time.perf_counter()
+    _execute(src, dst, parameters, kernel, timeout)
+    _render_html(dst, html_path)
+    return name, round(time.perf_counter() - t, 2)
+
+
+def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[str, Any],
+                   kernel: str, timeout: float, workers: int | None,
+                   log: Callable[[str], None]) -> dict[str, float]:
+    """Execute and render the notebooks; return seconds per notebook (reading order)."""
+    workers = workers or min(2, os.cpu_count() or 1)
+    if workers < 1:
+        raise ValueError(f"workers must be 1 or more, got {workers}")
+    timings: dict[str, float] = {}
+    if workers == 1:
+        for name, src, dst, html_path in jobs:
+            log(f"running {name} ...")
+            timings[name] = _run_one(name, src, dst, html_path, parameters, kernel, timeout)[1]
+        return timings
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    # Workers are forked after papermill and nbconvert are imported here, so they start
+    # without importing them again; no kernel or ZeroMQ socket exists yet to be inherited.
+    import nbconvert  # noqa: F401
+    import papermill  # noqa: F401
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
+    try:
+        futures = []
+        for name, src, dst, html_path in jobs:
+            log(f"running {name} ...")
+            futures.append(pool.submit(_run_one, name, src, dst, html_path, parameters,
+                                       kernel, timeout))
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for fut in futures:  # the first failure in reading order is the one reported
+            if fut in done and fut.exception() is not None:
+                raise fut.exception()
+        for fut in futures:
+            name, seconds = fut.result()
+            timings[name] = seconds
+    except BaseException:
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:  # a notebook still running elsewhere is stopped, not awaited
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+    return {name: timings[name] for name, *_ in jobs}
+
+
 def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
-        params_source: str = "parameters", log: Callable[[str], None] = print) -> Path:
+        params_source: str = "parameters", log: Callable[[str], None] = print,
+        workers: int | None = None) -> Path:
     """Execute every notebook with ``params`` and build the run folder ``out``.
 
     Parameters
@@ -485,6 +540,11 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
         Where the parameters came from, recorded in provenance.json.
     log
         Receives one line per step.
+    workers
+        Notebooks executed at once, each in its own process and kernel (default: 2, or 1 on
+        a single core). They start in reading order; a notebook that starts before the one
+        whose hand-over file it would read computes that stage itself (the result is the
+        same: every stage is deterministic).
 
     Returns
     -------
@@ -509,16 +569,10 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
     os.environ["ESI_RUN_DIR"] = str(build)
     if not os.environ.get("MPLCONFIGDIR"):
         os.environ["MPLCONFIGDIR"] = str(Path(tempfile.gettempdir()) / "esi-mplconfig")
-    timings: dict[str, float] = {}
     try:
-        for name in NOTEBOOKS:
-            src = NOTEBOOKS_DIR / f"{name}.ipynb"
-            dst = build / f"{name}.ipynb"
-            t = time.perf_counter()
-            log(f"running {name} ...")
-            _execute(src, dst, nb_params, kernel, timeout)
-            _render_html(dst, build / f"{name}.html")
-            timings[name] = round(time.perf_counter() - t, 2)
+        jobs = [(name, NOTEBOOKS_DIR / f"{name}.ipynb", build / f"{name}.ipynb",
+                 build / f"{name}.html") for name in NOTEBOOKS]
+        timings = _run_notebooks(jobs, nb_params, kernel, timeout, workers, log)
         sha_after = sha256_of(data_path) if data_path.exists() else None
         if sha_after != sha_before:
             raise RunFailed(f"{data_path} changed during the run (sha256 {sha_before} -> "

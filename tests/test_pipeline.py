@@ -63,12 +63,14 @@ def test_successful_run_is_complete(tiny):
     assert not list(tmp_path.glob(".run.partial-*"))
 
 
-def test_failing_notebook_leaves_no_folder(tiny):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failing_notebook_leaves_no_folder(tiny, workers):
     tmp_path, nbdir, params, _ = tiny
     _notebook(nbdir / "02_b.ipynb", "raise RuntimeError('boom in cell')")
     with pytest.raises(pipeline.RunFailed, match="02_b.ipynb: cell .* raised RuntimeError: "
                                                  "boom in cell"):
-        pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
+        pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None,
+                     workers=workers)
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.glob(".run.*"))
 
@@ -90,8 +92,8 @@ def test_interrupted_run_keeps_the_previous_folder(tiny, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "_execute", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
+    with pytest.raises(KeyboardInterrupt):  # in-process execution, so the patch applies
+        pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None, workers=1)
     assert (out / "provenance.json").read_text() == stamp  # the old complete run is intact
     assert not list(tmp_path.glob(".run.*"))
 
