@@ -87,6 +87,19 @@ def main() -> None:
         print(f"sweep, 8 points, 2 workers:         {two:6.1f} s")
         print(f"speed-up:                           {one / two:6.2f}  (target >= 1.7)")
         print(f"sweep.csv identical on 1 and 2 workers: {same}")
+        # the points alone, without the command's start-up, imports and figure
+        from esi.sweep import load_grid, sweep
+
+        points, full = load_grid(ROOT / "params" / "sweep_example.yaml")
+        sweep(points, full, workers=1, progress=False)  # warm the imports
+        t = time.perf_counter()
+        sweep(points, full, workers=1, progress=False)
+        inner1 = time.perf_counter() - t
+        t = time.perf_counter()
+        sweep(points, full, workers=2, progress=False)
+        inner2 = time.perf_counter() - t
+        print(f"sweep() of the 8 points only, 1 / 2 workers:  {inner1:5.2f} / {inner2:5.2f} s, "
+              f"speed-up {inner1 / inner2:4.2f}")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,10 @@ RESULT_FILES: tuple[str, ...] = (
 PROVENANCE_PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "pingouin", "matplotlib",
                        "seaborn", "papermill", "nbconvert", "nbclient", "ipykernel", "pyyaml")
 
+#: The last registry read by an in-memory Analysis (persist=False), keyed by path, SHA-256,
+#: mapping and synthetic flag: the points of a sweep share one read per process.
+_REGISTRIES: dict[tuple[Any, ...], pd.DataFrame] = {}
+
 #: Unpaired counterpart of each paired test (comparisons without pairs).
 UNPAIRED = {"paired_t": "welch", "wilcoxon": "mann_whitney", "mcnemar": "fisher"}
 
@@ -198,11 +202,19 @@ class Analysis:
         """The validated registry (:func:`esi.io.read_registry`). For real data, exact dates
         are reduced and patient ids pseudonymised first (:mod:`esi.deid`)."""
         def compute() -> pd.DataFrame:
+            key = (str(self.data_path), self.data_sha256, self.params["mapping"],
+                   self.synthetic)
+            if key in _REGISTRIES:  # sweep points in one process read the file once
+                return _REGISTRIES[key].copy()
             reg = read_registry(self.data_path, mapping=self.params["mapping"])
             if not self.synthetic:
                 from esi.deid import protect_registry
 
                 reg = protect_registry(reg)
+            if not self.persist:
+                _REGISTRIES.clear()
+                _REGISTRIES[key] = reg
+                return reg.copy()
             return reg
 
         return self._stage("registry", _COHORT_KEYS, compute)

@@ -144,7 +144,8 @@ def _run_point(args: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     return index, summarise(params)
 
 
-def _executor(workers: int | None, scheduler: str | None) -> tuple[Executor, Any]:
+def _executor(workers: int | None, scheduler: str | None,
+              preload: list[dict[str, Any]]) -> tuple[Executor, Any]:
     if scheduler:
         from distributed import Client
 
@@ -152,10 +153,17 @@ def _executor(workers: int | None, scheduler: str | None) -> tuple[Executor, Any
         return client.get_executor(pure=False), client
     import multiprocessing as mp
 
-    # Forked workers inherit the modules the parent imported: import the analysis once here.
+    # Forked workers inherit what the parent holds: the analysis modules, and the registry
+    # read once here (esi.pipeline keeps the last in-memory read).
     import esi.compare  # noqa: F401
     import esi.matching  # noqa: F401
-    import esi.pipeline  # noqa: F401
+    from esi.pipeline import Analysis
+
+    for params in {p["data_path"]: p for p in preload}.values():
+        try:
+            Analysis(params, persist=False).registry()
+        except Exception:  # reported per point when the points run
+            pass
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
@@ -192,7 +200,7 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
         raise ValueError(f"workers must be 1 or more, got {workers}")
     varied = list(dict.fromkeys(k for pt in points for k in pt))
     rows: dict[int, dict[str, Any]] = {}
-    executor, client = _executor(workers, scheduler)
+    executor, client = _executor(workers, scheduler, full)
     try:
         futures = [executor.submit(_run_point, (i, p)) for i, p in enumerate(full)]
         bar = tqdm(total=len(futures), desc="sweep", unit="point", disable=not progress,
