@@ -67,7 +67,7 @@ def test_sweep_gathers_rows_and_reports_a_failing_point(tmp_path, registry_file)
 
 
 def test_sweep_on_a_local_dask_cluster(tmp_path, registry_file):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     points, full = _grid(tmp_path, registry_file, "grid:\n  caliper: [0.1, 0.2]\n")
     local = sweep(points, full, workers=1, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
