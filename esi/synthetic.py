@@ -736,23 +736,20 @@ def _mri(rng, cols, i, imaging) -> None:
 
 def _typed(cols: dict[str, list], ids: list[str]) -> pd.DataFrame:
     """A DataFrame typed as :func:`esi.io.read_registry` returns it."""
-    out = {}
+    from esi.validate import typed_registry
+
+    clean = {}
     for name, vals in cols.items():
-        col = SCHEMA[name]
-        if col.dtype == "integer":
-            s = pd.Series([None if v is None else int(v) for v in vals], dtype="Int64")
-        elif col.dtype == "number":
-            s = pd.Series([np.nan if v is None else float(round(v, 10)) for v in vals],
-                          dtype="float64")
-        elif col.dtype == "boolean":
-            s = pd.Series([None if v is None else bool(v) for v in vals], dtype="boolean")
-        elif col.dtype == "date":
-            s = pd.to_datetime(pd.Series(vals, dtype=object))
+        dtype = SCHEMA[name].dtype
+        if dtype == "integer":
+            clean[name] = [None if v is None else int(v) for v in vals]
+        elif dtype == "number":
+            clean[name] = [None if v is None else float(round(v, 10)) for v in vals]
+        elif dtype == "boolean":
+            clean[name] = [None if v is None else bool(v) for v in vals]
         else:
-            s = pd.Series(vals, dtype="str")
-        out[name] = s
-    frame = pd.DataFrame(out)
-    frame.index = pd.Index(ids, name="patient_id", dtype="str")
+            clean[name] = list(vals)
+    frame = typed_registry(clean, list(ids))
     return frame[[c for c in SCHEMA if c != "patient_id"]]
 
 

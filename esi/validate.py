@@ -38,6 +38,7 @@ __all__ = [
     "validate_frame",
     "read_raw",
     "RawTable",
+    "typed_registry",
     "SUPPORTED_SUFFIXES",
 ]
 
@@ -599,24 +600,42 @@ def _cross_rules(parsed: dict[str, list[object]], ids: list[str | None], lines: 
 
 
 def _typed(parsed: dict[str, list[object]], ids: list[str | None]) -> pd.DataFrame:
+    values = {name: [None if v is _INVALID else v for v in vals]
+              for name, vals in parsed.items() if name != "patient_id"}
+    return typed_registry(values, [i if i is not None else "" for i in ids])
+
+
+def typed_registry(values: dict[str, list[object]], ids: list[str]) -> pd.DataFrame:
+    """Build the typed registry table from parsed cell values.
+
+    Parameters
+    ----------
+    values
+        Schema column name -> one parsed value per patient (``None`` when missing).
+    ids
+        The patient ids, in the same order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``patient_id``, columns in data-dictionary order, typed as
+        :func:`esi.io.read_registry` documents (``Int64``, ``float64``, ``boolean``,
+        ``datetime64``, ``str``).
+    """
     cols: dict[str, pd.Series] = {}
-    for name, vals in parsed.items():
-        if name == "patient_id":
-            continue
-        col = SCHEMA[name]
-        clean = [None if v is _INVALID else v for v in vals]
-        if col.dtype == "integer":
-            s = pd.Series(clean, dtype="Int64")
-        elif col.dtype == "number":
-            s = pd.Series([np.nan if v is None else v for v in clean], dtype="float64")
-        elif col.dtype == "boolean":
-            s = pd.Series(clean, dtype="boolean")
-        elif col.dtype == "date":
-            s = pd.to_datetime(pd.Series(clean, dtype=object))
+    for name, vals in values.items():
+        dtype = SCHEMA[name].dtype
+        if dtype == "integer":
+            s = pd.Series(vals, dtype="Int64")
+        elif dtype == "number":
+            s = pd.Series([np.nan if v is None else v for v in vals], dtype="float64")
+        elif dtype == "boolean":
+            s = pd.Series(vals, dtype="boolean")
+        elif dtype == "date":
+            s = pd.to_datetime(pd.Series(vals, dtype=object))
         else:
-            s = pd.Series(clean, dtype="str")
+            s = pd.Series(vals, dtype="str")
         cols[name] = s
     frame = pd.DataFrame(cols)
-    frame.index = pd.Index([i if i is not None else "" for i in ids], name="patient_id",
-                           dtype="str")
+    frame.index = pd.Index(ids, name="patient_id", dtype="str")
     return frame[[c for c in SCHEMA if c in frame.columns]]
