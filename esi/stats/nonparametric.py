@@ -29,6 +29,22 @@ __all__ = ["mann_whitney", "wilcoxon_signed_rank"]
 _NAN = float("nan")
 
 
+
+def _normal_p(centred: float, sigma: float, alternative: str, correct: bool) -> float:
+    """P of a rank statistic minus its null mean, by the normal approximation with R's
+    continuity correction (``wilcox.test(correct = TRUE)``); NaN when ``sigma`` is 0."""
+    if not sigma > 0:
+        return _NAN
+    corr = 0.0
+    if correct:
+        corr = {"two-sided": np.sign(centred) * 0.5, "greater": 0.5, "less": -0.5}[alternative]
+    z = (centred - corr) / sigma
+    return {
+        "two-sided": 2 * min(stats.norm.cdf(z), stats.norm.sf(z)),
+        "greater": stats.norm.sf(z),
+        "less": stats.norm.cdf(z),
+    }[alternative]
+
 def _check_exact(exact) -> None:
     if exact not in (None, True, False):
         raise ValueError(f"exact must be None, True or False, got {exact!r}")
@@ -82,19 +98,7 @@ def mann_whitney(
         _, counts = np.unique(ranks, return_counts=True)
         n = n1 + n2
         sigma = np.sqrt(n1 * n2 / 12.0 * ((n + 1) - np.sum(counts**3 - counts) / (n * (n - 1))))
-        z = w - n1 * n2 / 2.0
-        corr = 0.0
-        if correct:
-            corr = {"two-sided": np.sign(z) * 0.5, "greater": 0.5, "less": -0.5}[alternative]
-        if sigma > 0:
-            z = (z - corr) / sigma
-            p = {
-                "two-sided": 2 * min(stats.norm.cdf(z), stats.norm.sf(z)),
-                "greater": stats.norm.sf(z),
-                "less": stats.norm.cdf(z),
-            }[alternative]
-        else:
-            p = _NAN
+        p = _normal_p(w - n1 * n2 / 2.0, sigma, alternative, correct)
         method = "normal approximation, tie correction" + (
             ", continuity correction" if correct else ""
         )
@@ -153,20 +157,8 @@ def wilcoxon_signed_rank(
         method = "exact"
     else:
         _, counts = np.unique(ranks, return_counts=True)
-        z = v - n * (n + 1) / 4.0
         sigma = np.sqrt(n * (n + 1) * (2 * n + 1) / 24.0 - np.sum(counts**3 - counts) / 48.0)
-        corr = 0.0
-        if correct:
-            corr = {"two-sided": np.sign(z) * 0.5, "greater": 0.5, "less": -0.5}[alternative]
-        if sigma > 0:
-            z = (z - corr) / sigma
-            p = {
-                "two-sided": 2 * min(stats.norm.cdf(z), stats.norm.sf(z)),
-                "greater": stats.norm.sf(z),
-                "less": stats.norm.cdf(z),
-            }[alternative]
-        else:
-            p = _NAN
+        p = _normal_p(v - n * (n + 1) / 4.0, sigma, alternative, correct)
         method = "normal approximation, tie correction" + (
             ", continuity correction" if correct else ""
         ) + (", zero differences dropped" if zeros else "")
