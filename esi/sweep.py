@@ -200,11 +200,19 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
         raise ValueError(f"workers must be 1 or more, got {workers}")
     varied = list(dict.fromkeys(k for pt in points for k in pt))
     rows: dict[int, dict[str, Any]] = {}
+    bar = tqdm(total=len(full), desc="sweep", unit="point", disable=not progress,
+               file=sys.stderr)
+    first = 0
+    if scheduler is None:
+        # The first point runs here, before the workers are forked: it warms every lazy
+        # import and cache once, and the forked workers inherit them instead of each
+        # paying for them again.
+        rows[0] = summarise(full[0])
+        bar.update(1)
+        first = 1
     executor, client = _executor(workers, scheduler, full)
     try:
-        futures = [executor.submit(_run_point, (i, p)) for i, p in enumerate(full)]
-        bar = tqdm(total=len(futures), desc="sweep", unit="point", disable=not progress,
-                   file=sys.stderr)
+        futures = [executor.submit(_run_point, (i, full[i])) for i in range(first, len(full))]
         for fut in as_completed(futures):
             i, row = fut.result()
             rows[i] = row
