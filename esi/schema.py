@@ -433,9 +433,11 @@ def render_data_dictionary(calibration: str | None = None) -> str:
     lines += ["", "## Direct identifiers", "",
               "A column whose name suggests a direct identifier (" +
               ", ".join(sorted({v for v in IDENTIFIER_NAME_HINTS.values()})) +
-              "), or whose values look like e-mail addresses, telephone numbers, medical record "
-              "numbers or dates of birth, is reported as a privacy problem and the file is "
-              "refused.", ""]
+              "), or whose values look like personal names, e-mail addresses, telephone numbers, "
+              "medical record or national identity numbers, dates of birth, street addresses or "
+              "postal codes (see `esi/deid.py`), is reported as a privacy problem and the file is "
+              "refused. For real data `esi run` also reduces exact dates to the year, replaces "
+              "patient ids by keyed pseudonyms and shows counts below 5 as `<5`.", ""]
     if calibration:
         lines += [calibration.rstrip(), ""]
     return "\n".join(lines)
