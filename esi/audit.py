@@ -652,9 +652,9 @@ def _vector_p(test: str, alt: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
                                alternative=alt).pvalue
     if test == "mann_whitney":
         # R wilcox.test with ties: normal approximation with continuity correction.
-        x2, y2 = np.broadcast_arrays(x, y[..., :1])[0], np.broadcast_arrays(y, x[..., :1])[0]
-        return stats.mannwhitneyu(x2, y2, axis=-1, alternative=alt, method="asymptotic",
-                                  use_continuity=True).pvalue
+        from esi.stats.nonparametric import mann_whitney_p_rows
+
+        return mann_whitney_p_rows(x, y, alternative=alt, continuity=True)
     raise ValueError(f"test {test!r} is not available for SPRITE narrowing")
 
 

@@ -88,3 +88,34 @@ def test_noncentral_interval_far_in_the_tail():
     assert np.isfinite(lo) and np.isfinite(hi) and lo < -2.1591 < hi
     assert abs(sps.nct.sf(2.1591, 299, -lo) - 0.975) < 1e-9
     assert abs(sps.nct.sf(2.1591, 299, -hi) - 0.025) < 1e-9
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+@pytest.mark.parametrize(("lead", "n1", "n2", "ties"), [((400,), 14, 14, True),
+                                                        ((400,), 14, 14, False),
+                                                        ((20, 30), 9, 6, True),
+                                                        ((50,), 1, 2, True)])
+def test_row_wise_mann_whitney_equals_scipy(alternative, lead, n1, n2, ties):
+    # scipy.stats.mannwhitneyu(method="asymptotic", use_continuity=True), i.e. R's
+    # wilcox.test(x, y, exact = FALSE, correct = TRUE)
+    from scipy import stats as sps
+
+    from esi.stats.nonparametric import mann_whitney_p_rows
+
+    rng = np.random.default_rng(n1 * 100 + n2)
+    x = rng.normal(size=lead + (n1,))
+    y = rng.normal(0.3, 1.2, size=lead + (n2,))
+    if ties:
+        x, y = np.round(x * 2) / 2, np.round(y * 2) / 2
+    expected = sps.mannwhitneyu(x, y, axis=-1, alternative=alternative,
+                                method="asymptotic").pvalue
+    np.testing.assert_allclose(mann_whitney_p_rows(x, y, alternative), expected, rtol=1e-12,
+                               atol=1e-15)
+
+
+def test_row_wise_mann_whitney_all_tied_and_bad_alternative():
+    from esi.stats.nonparametric import mann_whitney_p_rows
+
+    assert (mann_whitney_p_rows(np.ones((2, 3)), np.ones((2, 4))) == 1).all()
+    with pytest.raises(ValueError, match="alternative must be"):
+        mann_whitney_p_rows(np.ones(3), np.ones(3), "two_sided")

@@ -120,30 +120,16 @@ def _draws(seed: int, n_sim: int, n: int, correlation: float) -> tuple[np.ndarra
 
 
 def _mann_whitney_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Two-sided Mann-Whitney P of each row, as ``scipy.stats.mannwhitneyu`` gives it.
+    """Two-sided Mann-Whitney P of each row, as ``scipy.stats.mannwhitneyu`` gives it:
+    scipy's exact method up to 8 per group without ties (its ``method="auto"``), else the
+    normal approximation, computed for all rows at once
+    (:func:`esi.stats.nonparametric.mann_whitney_p_rows`)."""
+    from esi.stats.nonparametric import mann_whitney_p_rows
 
-    The simulated outcomes are continuous (no ties), so above 8 per group - where scipy's
-    ``method="auto"`` uses the normal approximation with continuity correction - the ranks
-    are a double argsort and the P-value is that approximation in closed form; this is many
-    times faster than scipy's general tie-aware ranking. Smaller groups (exact method) and
-    rows with ties go to scipy.
-    """
     n1, n2 = x.shape[1], y.shape[1]
     if min(n1, n2) <= 8:
         return stats.mannwhitneyu(x, y, alternative="two-sided", axis=1).pvalue
-    both = np.concatenate([x, y], axis=1)
-    order = np.argsort(both, axis=1)
-    tied = (np.diff(np.take_along_axis(both, order, axis=1), axis=1) == 0).any(axis=1)
-    # rank sum of the cases = sum of the positions (1-based) at which case columns sit
-    is_case = order < n1
-    positions = np.arange(1, n1 + n2 + 1, dtype=float)
-    u1 = (is_case * positions).sum(axis=1) - n1 * (n1 + 1) / 2
-    u = np.maximum(u1, n1 * n2 - u1)
-    mu, sigma = n1 * n2 / 2, np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
-    p = np.clip(2 * stats.norm.sf((u - mu - 0.5) / sigma), 0, 1)
-    if tied.any():
-        p[tied] = stats.mannwhitneyu(x[tied], y[tied], alternative="two-sided", axis=1).pvalue
-    return p
+    return mann_whitney_p_rows(x, y, alternative="two-sided")
 
 
 def _p_values(x: np.ndarray, y: np.ndarray, test: str) -> np.ndarray:
