@@ -62,6 +62,7 @@ from esi.outcomes import (
     describe_missing_rule,
     mice_imputations,
 )
+from esi.params import CHOICES, MICE_BINARY_TESTS, MICE_TESTS
 from esi.stats.pooling import d2_pool_chisq, rubin_pool
 
 __all__ = [
@@ -77,13 +78,13 @@ __all__ = [
 ]
 
 #: Tests for continuous outcomes (run parameter ``test``).
-CONTINUOUS_TESTS = ("welch", "student", "mann_whitney", "paired_t", "wilcoxon")
+CONTINUOUS_TESTS = CHOICES["test"]
 #: Tests for binary outcomes (run parameter ``binary_test``).
-BINARY_TESTS = ("fisher", "fisher_less", "fisher_greater", "chi2", "chi2_yates", "mcnemar")
+BINARY_TESTS = CHOICES["binary_test"]
 #: Tests that need the matched pairs.
 PAIRED_TESTS = ("paired_t", "wilcoxon", "mcnemar")
-_MICE_CONTINUOUS = ("welch", "student", "paired_t")
-_MICE_BINARY = ("chi2", "chi2_yates")
+_MICE_CONTINUOUS = MICE_TESTS
+_MICE_BINARY = MICE_BINARY_TESTS
 
 #: Columns of the outcome table (outcomes.csv), in order.
 OUTCOME_TABLE_COLUMNS = (

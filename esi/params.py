@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULTS", "CHOICES", "load_params", "check_params", "ParameterError"]
+__all__ = ["DEFAULTS", "CHOICES", "MICE_TESTS", "MICE_BINARY_TESTS", "load_params",
+           "check_params", "ParameterError"]
 
 #: Default parameters (the paper's analysis as reconstructed; see README "Analytic choices").
 DEFAULTS: dict[str, Any] = {

@@ -395,14 +395,6 @@ class Analysis:
         """Write the stage result files the run folder lacks (a notebook run on its own)."""
         return [self.write_result(n) for n in STAGE_RESULTS if not (self.run_dir / n).exists()]
 
-    def read_csv(self, name: str) -> pd.DataFrame:
-        """Read a result file another notebook wrote into the run folder."""
-        path = self.run_dir / name
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run the notebook that writes {name} "
-                                    "first (or `esi run`)")
-        return pd.read_csv(path)
-
 
 # --- esi run -----------------------------------------------------------------------------
 
