@@ -241,16 +241,15 @@ def write_sweep(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
     import matplotlib.pyplot as plt
 
     from esi.io import atomic_write
-    from esi.plots.sweep import specification_curve
+    from esi.plots.sensitivity import specification_curve
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "sweep.csv"
     with atomic_write(csv_path) as fh:
         table.to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")
-    fig = specification_curve(table, estimate="leg_pain_reduction_4w_estimate",
-                              ci=("leg_pain_reduction_4w_ci_low",
-                                  "leg_pain_reduction_4w_ci_high"),
-                              choices=[c for c in table.columns if c in DEFAULTS])
+    fig = specification_curve(table, outcome="leg_pain_reduction_4w",
+                              choices=[c for c in table.columns if c in DEFAULTS],
+                              ylabel="Leg-pain reduction, 4 weeks\n(cases - controls)")
     png = out / "specification_curve.png"
     with atomic_write(png, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})

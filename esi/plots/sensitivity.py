@@ -32,19 +32,23 @@ def specification_curve(table: pd.DataFrame, *, outcome: str = "primary",
     Parameters
     ----------
     table
-        :func:`esi.sensitivity.multiverse` output (rows without a result are left out).
+        :func:`esi.sensitivity.multiverse` output, or any table of specifications with
+        ``<outcome>_estimate``, ``_ci_low``, ``_ci_high`` and ``_p_value`` columns, such as
+        ``sweep.csv`` (rows without a result are left out).
     outcome
-        ``"primary"`` (mean difference in leg-pain reduction) or ``"positive"`` (risk
-        difference of the positive outcome).
+        Prefix of those columns: in the multiverse ``"primary"`` (mean difference in
+        leg-pain reduction) or ``"positive"`` (risk difference of the positive outcome); in a
+        sweep e.g. ``"leg_pain_reduction_4w"``.
     alpha
         Estimates with ``p_value < alpha`` are drawn in a darker colour.
     choices
         Columns shown in the indicator panel, one block of rows per choice.
     """
-    if outcome not in ("primary", "positive"):
-        raise ValueError(f"outcome: must be 'primary' or 'positive', got {outcome!r}")
     cols = [f"{outcome}_{c}" for c in ("estimate", "ci_low", "ci_high", "p_value")]
-    _require(table, [*cols, *choices], "table")
+    if not set(cols) <= set(table.columns):
+        raise ValueError(f"outcome: the table has no {', '.join(cols)} columns for "
+                         f"outcome {outcome!r}")
+    _require(table, list(choices), "table")
     data = table[table[cols[0]].notna()].sort_values(cols[0]).reset_index(drop=True)
     rows = []
     for choice in choices:
@@ -52,25 +56,29 @@ def specification_curve(table: pd.DataFrame, *, outcome: str = "primary",
         for level in sorted(labels.unique(), key=str):
             rows.append((choice, level, (labels == level).to_numpy()))
     fig, (top, bottom) = plt.subplots(
-        2, 1, sharex=True, figsize=(10, 3 + 0.16 * len(rows)),
+        2, 1, sharex=True, figsize=(10, 3.5 + 0.16 * len(rows)),
         gridspec_kw={"height_ratios": [3, max(2, 0.16 * len(rows))]})
     x = np.arange(len(data))
     significant = (data[cols[3]] < alpha).to_numpy()
+    # marks sized for the number of specifications: thousands (multiverse) or a few (sweep)
+    few = len(data) <= 100
+    size, width, shade = (25, 1.5, 0.8) if few else (3, 0.6, 0.35)
     for mask, colour, label in ((~significant, "#9ecae1", f"P >= {alpha}"),
                                 (significant, "#08519c", f"P < {alpha}")):
         top.vlines(x[mask], data.loc[mask, cols[1]], data.loc[mask, cols[2]],
-                   colors=colour, alpha=0.35, linewidth=0.6)
-        top.scatter(x[mask], data.loc[mask, cols[0]], s=3, color=colour, label=label, zorder=3)
+                   colors=colour, alpha=shade, linewidth=width)
+        top.scatter(x[mask], data.loc[mask, cols[0]], s=size, color=colour, label=label,
+                    zorder=3)
     top.axhline(0, color="black", linewidth=0.8)
-    top.set_ylabel(ylabel or ("Mean difference in leg-pain reduction\n(cases - controls)"
-                              if outcome == "primary" else
-                              "Risk difference, positive outcome\n(cases - controls)"))
-    top.legend(loc="upper left", frameon=False, markerscale=3)
+    default_labels = {"primary": "Mean difference in leg-pain reduction\n(cases - controls)",
+                      "positive": "Risk difference, positive outcome\n(cases - controls)"}
+    top.set_ylabel(ylabel or default_labels.get(outcome, f"{outcome}\n(cases - controls)"))
+    top.legend(loc="upper left", frameon=False, markerscale=1 if few else 3)
     top.set_title(f"{len(data)} specifications, sorted by estimate")
     ticks = []
     for i, (choice, level, mask) in enumerate(rows):
-        bottom.scatter(x[mask], np.full(mask.sum(), i), marker="|", s=12, color="#333333",
-                       linewidths=0.5)
+        bottom.scatter(x[mask], np.full(mask.sum(), i), marker="s" if few else "|",
+                       s=20 if few else 12, color="#333333", linewidths=0.5)
         ticks.append(f"{choice}: {level}")
     bottom.set_yticks(range(len(rows)), ticks, fontsize=7)
     bottom.set_ylim(len(rows) - 0.5, -0.5)
