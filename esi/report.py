@@ -62,7 +62,9 @@ def cohort_findings(cohort, suppress_below: int | None = None) -> str:
     flow = cohort.flow
 
     def n(x: int) -> str:
-        return f"<{suppress_below}" if suppress_below and 0 < x < suppress_below else str(x)
+        from esi.deid import suppress_count_text
+
+        return str(suppress_count_text(str(x), suppress_below) if suppress_below else x)
 
     biggest = flow.loc[flow["n_excluded"].idxmax()]
     groups = cohort.group_counts().set_index("imaging_group")

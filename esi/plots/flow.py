@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from esi.deid import suppress_count_text
+
 __all__ = ["flow_diagram"]
 
 
@@ -30,18 +32,13 @@ def flow_diagram(flow: pd.DataFrame, groups: pd.DataFrame | None = None,
     matplotlib.figure.Figure
     """
     def n(x: int) -> str:
-        if suppress_below and 0 < x < suppress_below:
-            return f"<{suppress_below}"
-        return str(int(x))
+        return str(shown(str(int(x))))
 
     def reasons(text: str) -> str:
-        if not isinstance(text, str) or not text:
-            return ""
-        parts = []
-        for item in text.split("; "):
-            label, _, count = item.rpartition(": ")
-            parts.append(f"{label}: {n(int(count))}")
-        return "\n".join(parts)
+        return str(shown(text)).replace("; ", "\n") if isinstance(text, str) else ""
+
+    def shown(text: str) -> object:
+        return suppress_count_text(text, suppress_below) if suppress_below else text
 
     steps = len(flow)
     height = 1.25 * (steps + 2)
