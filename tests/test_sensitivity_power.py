@@ -82,6 +82,62 @@ def test_sample_size_matches_power_t_test(difference):
     assert abs(n - expected) <= max(2, 0.08 * expected)
 
 
+def _noncentral_t_n(difference, *, welch, sd=(2.55, 2.15), target=0.8, alpha=0.05):
+    """Smallest n per group with noncentral-t power >= target: Student (df 2n - 2, as R
+    power.t.test) or the Welch approximation (Satterthwaite df of the true SDs)."""
+    s1, s2 = sd
+    for n in range(3, 1000):
+        df = (n - 1) * (s1**2 + s2**2) ** 2 / (s1**4 + s2**4) if welch else 2 * n - 2
+        ncp = difference / np.sqrt((s1**2 + s2**2) / n)
+        crit = stats.t.ppf(1 - alpha / 2, df)
+        if stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp) >= target:
+            return n
+    raise AssertionError("no n below 1000")
+
+
+@pytest.mark.parametrize("test", ["student", "welch"])
+@pytest.mark.parametrize("difference", [1.0, 2.0])
+def test_sample_size_matches_noncentral_t(test, difference):
+    expected = _noncentral_t_n(difference, welch=test == "welch")
+    if test == "student":  # the same as R's power.t.test
+        assert expected == _ref("n_student", difference)
+    n = pw.sample_size_per_group(difference, test=test, n_sim=N_SIM, seed=11)
+    assert abs(n - expected) <= max(2, 0.08 * expected)
+
+
+def test_nested_draws_are_the_same_in_any_blocks():
+    one = pw._NestedDraws(8, 50, 0.3).take(40)
+    blocks = pw._NestedDraws(8, 50, 0.3)
+    for n in (3, 17, 5, 40):  # grown in blocks, also asked for fewer than drawn
+        case, control = blocks.take(n)
+        assert case.shape == control.shape == (50, n)
+        np.testing.assert_array_equal(case, one[0][:, :n])
+        np.testing.assert_array_equal(control, one[1][:, :n])
+    # column-major standard normals from the two generators spawned from the seed
+    case_seq, other_seq = np.random.SeedSequence(8).spawn(2)
+    z_case = np.random.default_rng(case_seq).standard_normal((40, 50)).T
+    z_other = np.random.default_rng(other_seq).standard_normal((40, 50)).T
+    np.testing.assert_array_equal(one[0], z_case)
+    np.testing.assert_allclose(one[1], 0.3 * z_case + np.sqrt(1 - 0.09) * z_other, rtol=1e-15)
+
+
+@pytest.mark.parametrize("test", ["welch", "mann_whitney"])
+def test_sample_size_does_not_depend_on_n_max(test):
+    kwargs = {"test": test, "n_sim": 1000, "seed": 12}
+    for difference in (1.0, 2.0):
+        n = pw.sample_size_per_group(difference, **kwargs)
+        # n_max from the result itself (bisection points above it count as reached) up
+        for n_max in (n, n + 1, 2 * n, 500, 5000):
+            assert pw.sample_size_per_group(difference, n_max=n_max, **kwargs) == n
+        with pytest.raises(ValueError, match="n_max"):
+            pw.sample_size_per_group(difference, n_max=n - 1, **kwargs)
+        # the simulated power crosses the target between n - 1 and n (nested draws)
+        draws, sds = pw._NestedDraws(12, 1000, 0.0), (2.55, 2.15)
+        at = pw._power(difference, *draws.take(n), sds, test, 0.05)
+        below = pw._power(difference, *draws.take(n - 1), sds, test, 0.05)
+        assert at >= 0.8 > below
+
+
 def test_rank_tests_simulate_with_scipy_p_values():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(5, 14)), rng.normal(size=(5, 14))
@@ -171,3 +227,7 @@ def test_fast_mann_whitney_equals_scipy(n1, n2, ties):
         x, y = np.round(x * 2) / 2, np.round(y * 2) / 2
     expected = sps.mannwhitneyu(x, y, alternative="two-sided", axis=1).pvalue
     np.testing.assert_allclose(_mann_whitney_p(x, y), expected, rtol=1e-12, atol=1e-15)
+    if min(n1, n2) > 8:  # the untied shortcut gives the very values of the general function
+        from esi.stats.nonparametric import mann_whitney_p_rows
+
+        np.testing.assert_array_equal(_mann_whitney_p(x, y), mann_whitney_p_rows(x, y))

@@ -15,9 +15,10 @@ could have detected a difference that matters. This module answers, for the prim
 Simulation: outcomes are drawn as normal with the group standard deviations (cases
 ``sd[0]``, controls ``sd[1]``), the case mean shifted by the difference; paired tests draw
 case and control of a pair with correlation ``correlation``. Every function uses common
-random numbers from ``numpy.random.default_rng(seed)``: the same standard-normal draws are
-rescaled for every difference and (nested) for every n, so curves are smooth, searches are
-deterministic and results repeat exactly for a seed. Each replicate is tested two-sided at
+random numbers from ``seed``: the same standard-normal draws are rescaled for every
+difference, so curves are smooth, searches are deterministic and results repeat exactly for a
+seed. :func:`sample_size_per_group` draws its own nested ones (the first n columns are the
+same for every n, whatever the largest n searched). Each replicate is tested two-sided at
 ``alpha`` with the same test as the analysis (``test`` run parameter); vectorized statistics
 give the same P-values as ``scipy.stats`` (checked in the tests).
 """
@@ -119,17 +120,68 @@ def _draws(seed: int, n_sim: int, n: int, correlation: float) -> tuple[np.ndarra
     return z_case, z_control
 
 
+class _NestedDraws:
+    """Standard-normal draws for ``n_sim`` simulated studies whose columns (patients) are
+    drawn only when first asked for.
+
+    Column-major, from two generators spawned from ``seed`` (cases, and the independent part
+    of the controls): column j is the same whatever the number of columns drawn and whatever
+    blocks they were drawn in, so the draws for n are the first n columns of the draws for
+    any larger n (nested common random numbers) and never depend on the largest n searched.
+    """
+
+    def __init__(self, seed: int, n_sim: int, correlation: float) -> None:
+        case_seq, other_seq = np.random.SeedSequence(seed).spawn(2)
+        self._rngs = (np.random.default_rng(case_seq), np.random.default_rng(other_seq))
+        self._n_sim = n_sim
+        self._correlation = correlation
+        # one row per column of the simulated studies (appending rows is cheap)
+        self._case = np.empty((0, n_sim))
+        self._other = np.empty((0, n_sim))
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cases and controls, ``(n_sim, n)`` each: the first ``n`` columns."""
+        extra = n - self._case.shape[0]
+        if extra > 0:
+            self._case = np.concatenate([self._case,
+                                         self._rngs[0].standard_normal((extra, self._n_sim))])
+            self._other = np.concatenate([self._other,
+                                          self._rngs[1].standard_normal((extra, self._n_sim))])
+        z_case = np.ascontiguousarray(self._case[:n].T)
+        z_other = self._other[:n].T
+        r = self._correlation
+        z_control = np.ascontiguousarray(r * z_case + np.sqrt(1 - r**2) * z_other)
+        return z_case, z_control
+
+
 def _mann_whitney_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Two-sided Mann-Whitney P of each row, as ``scipy.stats.mannwhitneyu`` gives it:
     scipy's exact method up to 8 per group without ties (its ``method="auto"``), else the
-    normal approximation, computed for all rows at once
-    (:func:`esi.stats.nonparametric.mann_whitney_p_rows`)."""
+    normal approximation, computed for all rows at once (the values of
+    :func:`esi.stats.nonparametric.mann_whitney_p_rows`).
+
+    Simulated normal outcomes have no ties: the ranks are then the positions in one
+    (unstable, fast) argsort and the tie correction is zero. Rows with a tie, if any, go
+    through :func:`~esi.stats.nonparametric.mann_whitney_p_rows`.
+    """
     from esi.stats.nonparametric import mann_whitney_p_rows
 
     n1, n2 = x.shape[1], y.shape[1]
     if min(n1, n2) <= 8:
         return stats.mannwhitneyu(x, y, alternative="two-sided", axis=1).pvalue
-    return mann_whitney_p_rows(x, y, alternative="two-sided")
+    n = n1 + n2
+    both = np.concatenate([x, y], axis=1)
+    order = np.argsort(both, axis=1)
+    tied = (np.diff(np.take_along_axis(both, order, axis=1), axis=1) == 0).any(axis=1)
+    # the same arithmetic as mann_whitney_p_rows with ranks 1..n and no ties (equal values)
+    u1 = np.where(order < n1, np.arange(1.0, n + 1), 0.0).sum(axis=1) - n1 * (n1 + 1) / 2
+    u = np.maximum(u1, n1 * n2 - u1)
+    sd = np.sqrt(n1 * n2 / 12 * (n + 1))
+    p = np.clip(stats.norm.sf((u - n1 * n2 / 2 - 0.5) / sd) * 2, 0, 1)
+    if tied.any() or not np.isfinite(both).all():
+        bad = tied | ~np.isfinite(both).all(axis=1)
+        p[bad] = mann_whitney_p_rows(x[bad], y[bad], alternative="two-sided")
+    return p
 
 
 def _p_values(x: np.ndarray, y: np.ndarray, test: str) -> np.ndarray:
@@ -252,34 +304,49 @@ def sample_size_per_group(difference: float, *, sd: Sequence[float] | None = Non
                           correlation: float = 0.0, n_max: int = 2000) -> int:
     """Smallest n per group whose simulated power reaches ``power`` for ``difference``.
 
-    Parameters are as :func:`power_by_simulation`. The draws for n are the first n columns
-    of one ``n_max``-column draw (nested common random numbers); the search is a bisection
-    on n, which assumes power rises with n (true up to Monte Carlo noise).
+    Parameters are as :func:`power_by_simulation`; ``n_max`` is the largest n tried.
+
+    The draws for n are the first n columns of nested common random numbers, drawn only as
+    far as the search goes (see ``_NestedDraws``: they do not depend on ``n_max``). The
+    search doubles n (4, 8, 16, ..., at most ``n_max``) until the simulated power reaches
+    ``power``, then bisects inside that bracket. It returns an n whose power reaches the
+    target while n - 1 does not (the n where the simulated power crosses it; power rises
+    with n up to Monte Carlo noise). The bracket and the bisection points are those of the
+    uncapped doubling, a point above ``n_max`` counting as reached (``n_max`` is); so the
+    result does not depend on ``n_max`` unless the power at some bisection point above
+    ``n_max`` is below the target although it is reached at ``n_max`` (noise).
 
     Returns
     -------
     int
-        n per group (cases; as many controls).
+        n per group (cases; as many controls), at most ``n_max``.
 
     Raises
     ------
     ValueError
-        If ``difference <= 0`` or ``n_max`` pairs are not enough.
+        If ``difference <= 0`` or ``n_max`` per group do not reach ``power``.
     """
     sds = _check(test, alpha, n_sim, sd, correlation, power)
     n_max = _check_n(n_max, "n_max")
     if not np.isfinite(difference) or difference <= 0:
         raise ValueError(f"difference: must be a positive number of points, got {difference!r}")
-    z_case, z_control = _draws(seed, n_sim, n_max, correlation)
+    draws = _NestedDraws(seed, n_sim, correlation)
+    known: dict[int, bool] = {}
 
     def reaches(n: int) -> bool:
-        return _power(difference, z_case[:, :n], z_control[:, :n], sds, test, alpha) >= power
+        n = min(n, n_max)  # n_max reached when a point above it is asked for (see above)
+        if n not in known:
+            z_case, z_control = draws.take(n)
+            known[n] = _power(difference, z_case, z_control, sds, test, alpha) >= power
+        return known[n]
 
-    if not reaches(n_max):
-        raise ValueError(f"n_max: {n_max} per group does not reach power {power} for a "
-                         f"difference of {difference}")
-    low, high = 2, n_max  # reaches(high) holds; low is below any usable n
-    while high - low > 1:
+    low, high = 2, 4  # low is below any usable n (at least 3)
+    while not reaches(high):
+        if high >= n_max:
+            raise ValueError(f"n_max: {n_max} per group does not reach power {power} for a "
+                             f"difference of {difference}")
+        low, high = high, 2 * high
+    while high - low > 1:  # reaches(high) holds, reaches(low) does not
         mid = (low + high) // 2
         if reaches(mid):
             high = mid
