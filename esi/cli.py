@@ -99,7 +99,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from esi.sweep import sweep_cli
 
     return sweep_cli(grid=args.grid, workers=args.workers, scheduler=args.scheduler,
-                     out=args.out, params=args.params)
+                     out=args.out, params=args.params, reports=args.reports,
+                     timeout=args.timeout)
 
 
 def _cmd_multiverse(args: argparse.Namespace) -> int:
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible analysis of Cohen et al. 2025, lumbar epidural steroid "
                     "injections in patients with near-normal imaging (propensity-matched).",
         epilog="examples:\n  esi run\n  esi validate data/raw/my_registry.csv\n"
-               "  esi sweep params/sweep_caliper.yaml --workers 2\n\n"
+               "  esi sweep params/sweep_example.yaml --workers 2\n\n"
                "exit codes: 0 ok, 1 run failed, 2 bad input, 3 feature not available")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -165,8 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sweep", "run the analysis over a grid of parameters, in parallel",
             "One run per grid point (the Cartesian product of the grid's lists, or an explicit "
             "list of parameter sets), each in its own process, gathered into DIR/sweep.csv "
-            "with a specification-curve figure. A failing point is reported in its row.",
-            "esi sweep params/sweep_caliper.yaml --workers 2 --out reports/sweep", _cmd_sweep)
+            "with a specification-curve figure and an index.html. With --reports every point "
+            "also runs all the notebooks (as `esi run`) into DIR/points/NN/, linked from its "
+            "row. A failing point is reported in its row; the folder is renamed into place "
+            "only at the end.",
+            "esi sweep params/sweep_example.yaml --workers 2 --out reports/sweep", _cmd_sweep)
     p.add_argument("grid", metavar="GRID.yaml", help="grid file")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel processes (default: the CPU count)")
@@ -176,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: reports/sweep-<grid name>)")
     p.add_argument("--params", metavar="FILE", default=None,
                    help="base parameters the grid varies (default: params/default.yaml)")
+    p.add_argument("--reports", action="store_true",
+                   help="also render every point's notebooks into DIR/points/NN/ "
+                        "(a papermill parameter sweep; the notebooks' own parameters, e.g. "
+                        "power_n_sim, may then be varied too)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="with --reports: give up on a notebook after this long (default 600)")
 
     p = add("validate", "check a registry file against the data dictionary",
             "Print every problem of a registry file (CSV, Parquet or Excel), one per line, "

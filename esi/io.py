@@ -10,6 +10,7 @@ shortest round-trip floats, ``\\n`` line ends). Files are written atomically.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,6 +111,33 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def partial_folder(target: str | os.PathLike[str]) -> Path:
+    """Create the temporary build folder of ``target``: ``.<name>.partial-*`` beside it, with
+    the usual folder permissions (not ``mkdtemp``'s 0700). See :func:`publish_folder`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    os.chmod(build, 0o777 & ~_umask())
+    return build
+
+
+def publish_folder(build: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename the finished ``build`` folder to ``target``, replacing an older ``target``.
+
+    The old folder is first moved aside (one rename), so ``target`` is never half old, half
+    new; it is deleted afterwards.
+    """
+    build, target = Path(build), Path(target)
+    if target.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, trash / target.name)
+        os.replace(build, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(build, target)
+    return target
 
 
 def _umask() -> int:

@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from esi.io import atomic_write, read_registry, sha256_of
+from esi.io import atomic_write, partial_folder, publish_folder, read_registry, sha256_of
 from esi.params import ParameterError, check_params, load_params
 from esi.paths import (
     KERNEL_NAME,
@@ -561,8 +561,7 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
         A notebook raised or a result file is missing; the partial folder is removed.
     """
     out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    build = partial_folder(out)
     started = _dt.datetime.now(_dt.UTC)
     t0 = time.perf_counter()
     data_path = resolve(params["data_path"])
@@ -613,13 +612,7 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    if out.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, trash / out.name)
-        os.replace(build, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(build, out)
+    publish_folder(build, out)
     if out.parent.resolve() == REPORTS_DIR.resolve():
         write_reports_index()
     return out

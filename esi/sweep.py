@@ -17,6 +17,15 @@ process pool (``--workers``, default the CPU count) or a Dask distributed cluste
 (``--scheduler ADDRESS``, through its ``concurrent.futures`` executor). A point that fails is
 reported in its row (``status = "error"`` and the message) and does not stop the others.
 ``sweep.csv`` is sorted by point and holds no timings, so the same grid gives the same bytes.
+
+With ``--reports`` each point is a papermill parameter sweep step: the whole of ``esi run``
+(every notebook executed and rendered, one at a time within the point) into
+``DIR/points/<NN>/``, a complete run folder with its own ``index.html`` and
+``provenance.json``; the point's row then also links its report. The points of a sweep run in
+parallel, the notebooks of one point in order.
+
+The sweep folder is built under a temporary name beside ``DIR`` and renamed into place at the
+end, so an interrupted sweep leaves no folder that looks complete.
 """
 
 from __future__ import annotations
@@ -79,10 +88,12 @@ def expand_grid(spec: dict[str, Any], source: str = "grid") -> list[dict[str, An
     return points
 
 
-def load_grid(path: str | os.PathLike[str], base: str | None = None
+def load_grid(path: str | os.PathLike[str], base: str | None = None,
+              extra: tuple[str, ...] = ()
               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Read a grid file; return (the varied values of each point, each point's full checked
-    parameters). Every point is checked before anything runs."""
+    parameters). Every point is checked before anything runs; ``extra`` names further
+    parameters a point may set (the notebooks' own, for report sweeps)."""
     from esi.paths import resolve
 
     p = resolve(path)
@@ -98,8 +109,8 @@ def load_grid(path: str | os.PathLike[str], base: str | None = None
         points = expand_grid(spec, str(p))
     except ValueError as exc:
         raise ParameterError(str(exc)) from None
-    base_params = load_params(base or spec.get("params"))
-    full = [check_params({**base_params, **pt}, source=f"{p} point {i + 1}")
+    base_params = load_params(base or spec.get("params"), extra=extra)
+    full = [check_params({**base_params, **pt}, source=f"{p} point {i + 1}", extra=extra)
             for i, pt in enumerate(points)]
     return points, full
 
@@ -121,7 +132,8 @@ def summarise(params: dict[str, Any]) -> dict[str, Any]:
 
     row: dict[str, Any] = {c: float("nan") for c in SUMMARY_COLUMNS[3:]}
     try:
-        analysis = Analysis(params, persist=False)
+        analysis = Analysis(params, persist=False,
+                            extra=tuple(k for k in params if k not in DEFAULTS))
         m = analysis.match()
         sizes = m.sample_sizes()
         bal = m.balance(include_distance=False)
@@ -144,8 +156,34 @@ def _run_point(args: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     return index, summarise(params)
 
 
+def point_folder(index: int, n_points: int) -> str:
+    """The report folder of point ``index`` (0-based) under the sweep folder:
+    ``points/01`` ... (zero-padded to the number of points)."""
+    return f"points/{index + 1:0{max(2, len(str(n_points)))}d}"
+
+
+def _run_point_report(args: tuple[int, dict[str, Any], str, str, float]
+                      ) -> tuple[int, dict[str, Any]]:
+    """One point of a report sweep: ``esi run`` into ``<root>/<folder>``, then its row."""
+    from esi.pipeline import RunFailed, run
+
+    index, params, root, folder, timeout = args
+    row = {c: float("nan") for c in SUMMARY_COLUMNS[3:]}
+    try:
+        run(params, Path(root) / folder, timeout=timeout,
+            params_source=f"sweep point {index + 1}", log=lambda m: None, workers=1)
+    except RunFailed as exc:
+        row.update(status="error", error=str(exc).splitlines()[0], report="")
+        return index, row
+    except Exception as exc:  # reported in its row, like a failing summary point
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                   report="")
+        return index, row
+    return index, {**summarise(params), "report": f"{folder}/index.html"}
+
+
 def _executor(workers: int | None, scheduler: str | None,
-              preload: list[dict[str, Any]]) -> tuple[Executor, Any]:
+              preload: list[dict[str, Any]], reports: bool = False) -> tuple[Executor, Any]:
     if scheduler:
         from distributed import Client
 
@@ -158,6 +196,10 @@ def _executor(workers: int | None, scheduler: str | None,
     import esi.compare  # noqa: F401
     import esi.matching  # noqa: F401
     from esi.pipeline import Analysis
+
+    if reports:  # papermill and nbconvert once here; no kernel or socket exists yet
+        import nbconvert  # noqa: F401
+        import papermill  # noqa: F401
 
     for params in {p["data_path"]: p for p in preload}.values():
         try:
@@ -172,7 +214,8 @@ def _executor(workers: int | None, scheduler: str | None,
 
 def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
           workers: int | None = None, scheduler: str | None = None,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, reports: str | os.PathLike[str] | None = None,
+          timeout: float = 600.0) -> pd.DataFrame:
     """Run every point and gather one row each.
 
     Parameters
@@ -187,12 +230,18 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
         Address of a Dask distributed scheduler; the points then run on its workers.
     progress
         Show a progress bar on standard error.
+    reports
+        A folder: each point also runs every notebook (``esi run``, notebooks one at a time)
+        into ``<reports>/points/<NN>/`` (:func:`point_folder`). ``None``: summaries only.
+    timeout
+        Seconds a notebook cell may run (report sweeps).
 
     Returns
     -------
     pandas.DataFrame
         One row per point, in point order: the varied parameters, then
-        :data:`SUMMARY_COLUMNS`.
+        :data:`SUMMARY_COLUMNS`, then with ``reports`` a ``report`` column (the point's
+        ``index.html`` relative to ``reports``; empty for a failed point).
     """
     from tqdm import tqdm
 
@@ -203,28 +252,43 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
     bar = tqdm(total=len(full), desc="sweep", unit="point", disable=not progress,
                file=sys.stderr)
     first = 0
-    if scheduler is None:
+    if scheduler is None and reports is None:
         # The first point runs here, before the workers are forked: it warms every lazy
         # import and cache once, and the forked workers inherit them instead of each
         # paying for them again.
         rows[0] = summarise(full[0])
         bar.update(1)
         first = 1
-    executor, client = _executor(workers, scheduler, full)
+    executor, client = _executor(workers, scheduler, full, reports=reports is not None)
     try:
-        futures = [executor.submit(_run_point, (i, full[i])) for i in range(first, len(full))]
+        if reports is None:
+            futures = [executor.submit(_run_point, (i, full[i]))
+                       for i in range(first, len(full))]
+        else:
+            root = str(Path(reports).resolve())
+            futures = [executor.submit(_run_point_report,
+                                       (i, full[i], root, point_folder(i, len(full)), timeout))
+                       for i in range(len(full))]
         for fut in as_completed(futures):
             i, row = fut.result()
             rows[i] = row
             bar.update(1)
         bar.close()
-    finally:
+    except BaseException:  # interrupted: stop the points still running, do not await them
+        procs = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    else:
         executor.shutdown(wait=True)
+    finally:
         if client is not None:
             client.close()
     table = [{**{k: _cell(full[i][k]) for k in varied}, "point": i + 1, **rows[i]}
              for i in range(len(points))]
-    return pd.DataFrame(table, columns=varied + SUMMARY_COLUMNS)
+    return pd.DataFrame(table, columns=varied + SUMMARY_COLUMNS
+                        + (["report"] if reports is not None else []))
 
 
 def _cell(v: Any) -> Any:
@@ -233,8 +297,9 @@ def _cell(v: Any) -> Any:
     return "none" if v is None else v
 
 
-def write_sweep(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
-    """Write ``sweep.csv`` and ``specification_curve.png`` into ``out`` (atomically)."""
+def write_sweep(table: pd.DataFrame, out: Path, grid: str = "") -> tuple[Path, Path, Path]:
+    """Write ``sweep.csv``, ``specification_curve.png`` and ``index.html`` into ``out``
+    (each atomically); return their paths. ``grid`` names the grid file on the page."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -254,28 +319,103 @@ def write_sweep(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
     with atomic_write(png, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
-    return csv_path, png
+    page = out / "index.html"
+    with atomic_write(page) as fh:
+        fh.write(_index_page(table, grid))
+    return csv_path, png, page
+
+
+def _index_page(table: pd.DataFrame, grid: str) -> str:
+    """The sweep's index.html: one row per point, linking its report when there is one."""
+    import html
+
+    e = html.escape
+    varied = list(table.columns[:list(table.columns).index("point")])
+
+    def num(v: Any, fmt: str = ".3f") -> str:
+        return "" if pd.isna(v) else format(v, fmt)
+
+    def effect(r: pd.Series, prefix: str) -> str:
+        if pd.isna(r[f"{prefix}_estimate"]):
+            return ""
+        return (f"{r[f'{prefix}_estimate']:.2f} ({num(r[f'{prefix}_ci_low'], '.2f')} to "
+                f"{num(r[f'{prefix}_ci_high'], '.2f')}); P = {num(r[f'{prefix}_p_value'])}")
+
+    head = "".join(f"<th>{e(c)}</th>" for c in varied + [
+        "point", "status", "matched cases / controls", "max |SMD|",
+        "leg-pain reduction, 4 weeks: difference (95% CI)",
+        "positive outcome, 4 weeks: risk difference (95% CI)", "report"])
+    body = []
+    for _, r in table.iterrows():
+        link = r.get("report") or ""
+        cells = [e(str(r[c])) for c in varied] + [
+            str(r["point"]),
+            e(r["status"] if r["status"] == "ok" else f"error: {r['error']}"),
+            "" if pd.isna(r["n_cases_matched"]) else
+            f"{int(r['n_cases_matched'])} / {int(r['n_controls_matched'])}",
+            num(r["max_abs_smd"]), e(effect(r, "leg_pain_reduction_4w")),
+            e(effect(r, "positive_outcome_4w")),
+            f'<a href="{e(link)}">report</a>' if link else ""]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ESI near-normal imaging: sweep</title>
+<style>body{{font-family:sans-serif;max-width:75em;margin:2em auto;line-height:1.4}}
+table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}
+</style></head><body>
+<h1>Parameter sweep{": " + e(grid) if grid else ""}</h1>
+<p>One analysis per grid point (Cohen et al., Interventional Pain Medicine 2025); the tidy
+table is <a href="sweep.csv">sweep.csv</a>.</p>
+<p><img src="specification_curve.png" alt="Specification curve of the 4-week leg-pain
+difference across the sweep's points"></p>
+<table><tr>{head}</tr>
+{chr(10).join(body)}
+</table></body></html>
+"""
 
 
 def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | None,
-              params: str | None = None) -> int:
-    """``esi sweep``: returns 0 when every point ran, 1 when any failed, 2 for bad input."""
+              params: str | None = None, reports: bool = False,
+              timeout: float = 600.0) -> int:
+    """``esi sweep``: returns 0 when every point ran, 1 when any failed, 2 for bad input.
+
+    The sweep folder is built as ``.<name>.partial-*`` beside ``out`` and renamed into place
+    when every point has ended (failed points included); an interrupted sweep removes it.
+    """
+    import shutil
+
+    from esi.io import partial_folder, publish_folder
     from esi.paths import REPORTS_DIR
 
+    extra: tuple[str, ...] = ()
+    if reports:
+        from esi.pipeline import notebook_extra
+
+        extra = notebook_extra()
     try:
-        points, full = load_grid(grid, params)
+        points, full = load_grid(grid, params, extra=extra)
     except ParameterError as exc:
         print(f"esi sweep: {exc}", file=sys.stderr)
         return 2
-    try:
-        table = sweep(points, full, workers=workers, scheduler=scheduler)
-    except ValueError as exc:
-        print(f"esi sweep: {exc}", file=sys.stderr)
+    if workers is not None and workers < 1:
+        print(f"esi sweep: --workers must be 1 or more, got {workers}", file=sys.stderr)
         return 2
-    target = Path(out) if out else REPORTS_DIR / f"sweep-{Path(grid).stem}"
-    csv_path, png = write_sweep(table, target)
+    target = (Path(out) if out else REPORTS_DIR / f"sweep-{Path(grid).stem}").resolve()
+    build = partial_folder(target)
+    try:
+        table = sweep(points, full, workers=workers, scheduler=scheduler,
+                      reports=build if reports else None, timeout=timeout)
+        write_sweep(table, build, grid=Path(grid).name)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    publish_folder(build, target)
+    if target.parent == REPORTS_DIR.resolve():
+        from esi.pipeline import write_reports_index
+
+        write_reports_index()
     failed = table[table["status"] != "ok"]
     for _, r in failed.iterrows():
         print(f"esi sweep: point {r['point']} failed: {r['error']}", file=sys.stderr)
-    print(f"{len(table) - len(failed)} of {len(table)} point(s) ran; wrote {csv_path} and {png}")
+    print(f"{len(table) - len(failed)} of {len(table)} point(s) ran; wrote {target}/sweep.csv, "
+          f"specification_curve.png and index.html")
     return 1 if len(failed) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -61,6 +62,9 @@ def test_successful_run_is_complete(tiny):
     assert "caliper 0.3" in html and "os.environ" not in html  # outputs, no code
     assert data.read_bytes() == before
     assert not list(tmp_path.glob(".run.partial-*"))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's private 0700
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -89,3 +89,95 @@ def test_sweep_cli_exit_codes(tmp_path, registry_file, capsys):
     grid.write_text("grid:\n  ratio: [one]\n")
     assert main(["sweep", str(grid), "--params", str(base)]) == 2
     assert "parameter 'ratio' = 'one'" in capsys.readouterr().err
+
+
+def _tiny_notebooks(tmp_path, monkeypatch):
+    """Two tiny notebooks in place of the real ones; the second refuses caliper 0.1."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    import esi.pipeline as pipeline
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    code = {"01_a": "print('caliper is', caliper)",
+            "02_b": ("import os, pathlib\n"
+                     "assert caliper != 0.1, 'caliper 0.1 refused'\n"
+                     "d = pathlib.Path(os.environ['ESI_RUN_DIR'])\n"
+                     "for f in ['matched_pairs.csv', 'balance.csv', 'outcomes.csv',"
+                     " 'reproduction.csv']:\n"
+                     "    (d / f).write_text('x\\n1\\n')")}
+    for name, source in code.items():
+        nb = new_notebook()
+        params = new_code_cell("caliper = 0.2\ndata_path = ''")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, new_code_cell(source)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", nbdir)
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", ("01_a", "02_b"))
+
+
+def test_report_sweep_renders_every_point_and_reports_a_failing_one(tmp_path, registry_file,
+                                                                     monkeypatch):
+    from esi.sweep import point_folder
+
+    _tiny_notebooks(tmp_path, monkeypatch)
+    points, full = _grid(tmp_path, registry_file, "grid:\n  caliper: [0.2, 0.1, null]\n")
+    root = tmp_path / "sweep"
+    table = sweep(points, full, workers=2, progress=False, reports=root, timeout=120)
+    assert list(table.columns) == ["caliper", *SUMMARY_COLUMNS, "report"]
+    assert list(table["status"]) == ["ok", "error", "ok"]
+    assert "02_b.ipynb" in table.loc[1, "error"] and "caliper 0.1 refused" in table.loc[1, "error"]
+    assert list(table["report"]) == ["points/01/index.html", "", "points/03/index.html"]
+    assert (root / "points" / "01" / "02_b.html").exists()
+    assert "caliper is None" in (root / "points" / "03" / "01_a.html").read_text()
+    assert not (root / "points" / "02").exists()  # a failed run leaves no folder
+    assert not [p for p in (root / "points").iterdir() if p.name.startswith(".")]
+    # the summary columns are the same as a summary-only sweep's
+    plain = sweep(points, full, workers=1, progress=False)
+    pd.testing.assert_frame_equal(table.loc[[0, 2], SUMMARY_COLUMNS[3:]],
+                                  plain.loc[[0, 2], SUMMARY_COLUMNS[3:]], check_dtype=False)
+    assert point_folder(0, 8) == "points/01" and point_folder(99, 100) == "points/100"
+
+
+def test_sweep_cli_with_reports_builds_the_folder_then_renames_it(tmp_path, registry_file,
+                                                                   monkeypatch, capsys):
+    from esi.cli import main
+
+    _tiny_notebooks(tmp_path, monkeypatch)
+    base = tmp_path / "base.yaml"
+    base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
+    grid = tmp_path / "g.yaml"
+    grid.write_text("grid:\n  caliper: [0.2, 0.1]\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older sweep")
+    assert main(["sweep", str(grid), "--params", str(base), "--workers", "1", "--reports",
+                 "--out", str(out)]) == 1  # one point failed
+    err = capsys.readouterr().err
+    assert "point 2 failed" in err and "caliper 0.1 refused" in err
+    assert not (out / "stale.txt").exists()  # replaced as a whole
+    page = (out / "index.html").read_text()
+    assert 'href="points/01/index.html"' in page and "caliper 0.1 refused" in page
+    assert (out / "points" / "01" / "index.html").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_interrupted_sweep_leaves_no_folder(tmp_path, registry_file, monkeypatch):
+    import esi.sweep
+    from esi.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(esi.sweep, "sweep", interrupted)
+    base = tmp_path / "base.yaml"
+    base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
+    grid = tmp_path / "g.yaml"
+    grid.write_text("grid:\n  ratio: [1]\n")
+    assert main(["sweep", str(grid), "--params", str(base), "--out",
+                 str(tmp_path / "out")]) == 130
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
