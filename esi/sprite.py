@@ -124,67 +124,100 @@ def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float = 1.0,
     ValueError
         For malformed arguments (naming the argument).
     """
-    if isinstance(n, bool) or int(n) != n or n < 2:
-        raise ValueError(f"n must be a whole number of at least 2, got {n!r}")
-    if not step > 0:
-        raise ValueError(f"step must be positive, got {step!r}")
-    if sd < 0:
-        raise ValueError(f"sd must be non-negative, got {sd!r}")
-    fixed = np.asarray(fixed, dtype=float).ravel()
-    m = int(n) - fixed.size
-    if m < 1:
-        raise ValueError(f"fixed holds {fixed.size} values, leaving none of n={n} to search")
-    lo = _as_units(lower, step, "lower", m)
-    hi = _as_units(upper, step, "upper", m)
-    if np.any(lo > hi):
-        raise ValueError("lower must not exceed upper")
+    search = _Search(n, mean, sd, lower, upper, step, mean_decimals, sd_decimals, fixed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    target = SpriteTarget(int(n), float(mean), float(sd), int(mean_decimals), int(sd_decimals))
-    f_sum, f_sq = float(fixed.sum()), float((fixed ** 2).sum())
+    search.check_sums()
+    return search.run(rng, max_iter, max_restarts)
 
-    # Sums of the free values (integer units) whose total mean rounds to the target.
-    hm = 0.5 * 10.0 ** -mean_decimals
-    k_lo = max(int(lo.sum()), math.ceil(((mean - hm) * n - f_sum) / step) - 1)
-    k_hi = min(int(hi.sum()), math.floor(((mean + hm) * n - f_sum) / step) + 1)
-    sums = [k for k in range(k_lo, k_hi + 1)
-            if rounds_to((k * step + f_sum) / n, mean, mean_decimals)]
-    if not sums:
-        raise SpriteError(f"no sum of {m} values in steps of {step} within the bounds gives "
-                          f"mean {mean} (n={n}): GRIM-inconsistent")
-    hs = 0.5 * 10.0 ** -sd_decimals
-    s_lo, s_hi = max(sd - hs * (1 - 1e-9), 0.0), sd + hs * (1 - 1e-9)
-    s2 = step * step
 
-    def q_window(k: int) -> tuple[float, float]:
+class _Search:
+    """The set-up of one SPRITE target (argument checks, admissible sums), done once and run
+    from as many random starts as wanted; :func:`sprite_many` reuses it for every sample."""
+
+    def __init__(self, n, mean, sd, lower, upper, step, mean_decimals, sd_decimals, fixed):
+        if isinstance(n, bool) or int(n) != n or n < 2:
+            raise ValueError(f"n must be a whole number of at least 2, got {n!r}")
+        if not step > 0:
+            raise ValueError(f"step must be positive, got {step!r}")
+        if sd < 0:
+            raise ValueError(f"sd must be non-negative, got {sd!r}")
+        fixed = np.asarray(fixed, dtype=float).ravel()
+        m = int(n) - fixed.size
+        if m < 1:
+            raise ValueError(f"fixed holds {fixed.size} values, leaving none of n={n} to "
+                             "search")
+        lo = _as_units(lower, step, "lower", m)
+        hi = _as_units(upper, step, "upper", m)
+        if np.any(lo > hi):
+            raise ValueError("lower must not exceed upper")
+        self.n, self.m, self.mean, self.sd, self.step = n, m, mean, sd, step
+        self.mean_decimals, self.sd_decimals = mean_decimals, sd_decimals
+        self.fixed, self.lo, self.hi = fixed, lo, hi
+        self.target = SpriteTarget(int(n), float(mean), float(sd), int(mean_decimals),
+                                   int(sd_decimals))
+        self.f_sum, self.f_sq = float(fixed.sum()), float((fixed ** 2).sum())
+        self.sums: list[int] | None = None
+
+    def q_window(self, k: int) -> tuple[float, float]:
         # Interval of the total sum of squares giving an SD inside the rounding interval.
-        total = k * step + f_sum
-        return (n - 1) * s_lo ** 2 + total ** 2 / n, (n - 1) * s_hi ** 2 + total ** 2 / n
+        n, total = self.n, k * self.step + self.f_sum
+        return ((n - 1) * self.s_lo ** 2 + total ** 2 / n,
+                (n - 1) * self.s_hi ** 2 + total ** 2 / n)
 
-    def grimmer_ok(k: int) -> bool:
-        # GRIMMER on the free values: their sum of squares (units) is a whole number of the
-        # parity of their sum k.
-        q_lo, q_hi = q_window(k)
-        first = math.ceil((q_lo - f_sq) / s2 - 1e-9)
-        last = math.floor((q_hi - f_sq) / s2 + 1e-9)
-        return any(q % 2 == k % 2 for q in range(first, min(last, first + 1) + 1))
+    def check_sums(self) -> None:
+        """Sums of the free values (integer units) consistent with the mean (GRIM) and the SD
+        (GRIMMER); raises :class:`SpriteError` when there is none."""
+        if self.sums is not None:
+            return
+        n, m, mean, sd, step = self.n, self.m, self.mean, self.sd, self.step
+        f_sum, f_sq = self.f_sum, self.f_sq
+        hm = 0.5 * 10.0 ** -self.mean_decimals
+        k_lo = max(int(self.lo.sum()), math.ceil(((mean - hm) * n - f_sum) / step) - 1)
+        k_hi = min(int(self.hi.sum()), math.floor(((mean + hm) * n - f_sum) / step) + 1)
+        sums = [k for k in range(k_lo, k_hi + 1)
+                if rounds_to((k * step + f_sum) / n, mean, self.mean_decimals)]
+        if not sums:
+            raise SpriteError(f"no sum of {m} values in steps of {step} within the bounds "
+                              f"gives mean {mean} (n={n}): GRIM-inconsistent")
+        hs = 0.5 * 10.0 ** -self.sd_decimals
+        self.s_lo, self.s_hi = max(sd - hs * (1 - 1e-9), 0.0), sd + hs * (1 - 1e-9)
+        s2 = step * step
 
-    sums = [k for k in sums if grimmer_ok(k)]
-    if not sums:
-        raise SpriteError(f"no sum of squares of {m} values in steps of {step} gives SD {sd} "
-                          f"with mean {mean} (n={n}): GRIMMER-inconsistent")
-    for _ in range(max_restarts):
-        k = int(rng.choice(sums))
-        q_lo, q_hi = q_window(k)
-        u = _random_start(lo, hi, k, rng, (mean / step, sd / step))
-        if u is None:
-            continue
-        found = _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter)
-        if found is not None:
-            values = found * step
-            if target.matches(np.concatenate([values, fixed])):
-                return values.astype(float)
-    raise SpriteError(f"no sample with mean {mean} and SD {sd} (n={n}, step {step}) found in "
-                      f"{max_restarts} starts of {max_iter} moves")
+        def grimmer_ok(k: int) -> bool:
+            # GRIMMER on the free values: their sum of squares (units) is a whole number of
+            # the parity of their sum k.
+            q_lo, q_hi = self.q_window(k)
+            first = math.ceil((q_lo - f_sq) / s2 - 1e-9)
+            last = math.floor((q_hi - f_sq) / s2 + 1e-9)
+            return any(q % 2 == k % 2 for q in range(first, min(last, first + 1) + 1))
+
+        sums = [k for k in sums if grimmer_ok(k)]
+        if not sums:
+            raise SpriteError(f"no sum of squares of {m} values in steps of {step} gives SD "
+                              f"{sd} with mean {mean} (n={n}): GRIMMER-inconsistent")
+        self.sums = sums
+        self.sums_arr = np.asarray(sums)
+
+    def run(self, rng, max_iter: int, max_restarts: int) -> np.ndarray:
+        """One sample from up to ``max_restarts`` random starts (:class:`SpriteError` if
+        none)."""
+        self.check_sums()
+        step = self.step
+        centre = (self.mean / step, self.sd / step)
+        for _ in range(max_restarts):
+            # sums[rng.integers(len(sums))] draws exactly as rng.choice(sums).
+            k = int(self.sums_arr[rng.integers(len(self.sums_arr))])
+            q_lo, q_hi = self.q_window(k)
+            u = _random_start(self.lo, self.hi, k, rng, centre)
+            if u is None:
+                continue
+            found = _climb(u, self.lo, self.hi, step, self.f_sq, q_lo, q_hi, rng, max_iter)
+            if found is not None:
+                values = found * step
+                if self.target.matches(np.concatenate([values, self.fixed])):
+                    return values.astype(float)
+        raise SpriteError(f"no sample with mean {self.mean} and SD {self.sd} (n={self.n}, "
+                          f"step {step}) found in {max_restarts} starts of {max_iter} moves")
 
 
 def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng,
@@ -199,7 +232,7 @@ def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng,
         idx = np.flatnonzero(room > 0)
         if idx.size == 0:
             return None
-        i = rng.choice(idx)
+        i = idx[rng.integers(idx.size)]  # draws exactly as rng.choice(idx)
         take = min(abs(diff), int(room[i]), int(rng.integers(1, abs(diff) + 1)))
         u[i] += take if diff > 0 else -take
         diff -= take if diff > 0 else -take
@@ -207,37 +240,92 @@ def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng,
 
 
 def _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter) -> np.ndarray | None:
+    # Each move raises one value by a unit and lowers another (i != j), the pair (i, j) drawn
+    # uniformly from the candidates listed in row-major order.
+    #
+    # Spreading (Q below the window): raise i, lower j, with u_i >= u_j, u_i < hi_i and
+    # u_j > lo_j; Q changes by s2 * (2 d + 2), d = u_i - u_j. Contracting (Q above): lower i,
+    # raise j, with d >= 2, u_i > lo_i and u_j < hi_j; Q changes by s2 * (2 - 2 d). The
+    # candidates are the moves that do not overshoot the window, or every allowed move when
+    # none of them does.
+    #
+    # The overshoot test, q + s2 * (2 d + 2) <= q_hi (resp. q + s2 * (2 - 2 d) >= q_lo), is
+    # monotone in the whole number d, so it reads d <= d_max with d_max found by evaluating
+    # that floating-point expression itself. Q is kept as an exact whole number (units
+    # squared), and the number of values at a bound is tracked so the bound masks are built
+    # only when some value is at one.
     u = u.copy()
     s2 = step * step
+    not_diag = ~np.eye(u.size, dtype=bool)
+    usq = int(np.dot(u, u))
+    n_hi = int(np.count_nonzero(u >= hi))
+    n_lo = int(np.count_nonzero(u <= lo))
+    lo_l, hi_l = lo.tolist(), hi.tolist()
     for _ in range(max_iter):
-        q = float((u.astype(float) ** 2).sum()) * s2 + f_sq
+        q = float(usq) * s2 + f_sq
         if q_lo <= q <= q_hi:
             return u
         d = u[:, None] - u[None, :]  # d[i, j] = u_i - u_j
-        if q < q_lo:
-            # Spread: raise i, lower j, with u_i >= u_j. Change in Q: s2 * (2 d + 2).
-            ok = (u < hi)[:, None] & (u > lo)[None, :] & (d >= 0)
-            np.fill_diagonal(ok, False)
-            delta = s2 * (2 * d + 2)
-            good = ok & (q + delta <= q_hi)
+        spread = q < q_lo
+        if spread:
+            ok = (d >= 0) & not_diag
+            up, down = hi, lo
+            d_max = _spread_d_max(q, s2, q_hi)
         else:
-            # Contract: lower i, raise j, with u_i - u_j >= 2. Change in Q: s2 * (2 - 2 d).
-            ok = (u > lo)[:, None] & (u < hi)[None, :] & (d >= 2)
-            delta = s2 * (2 - 2 * d)
-            good = ok & (q + delta >= q_lo)
-        cand = np.argwhere(good)
+            ok = d >= 2
+            up, down = lo, hi
+            d_max = _contract_d_max(q, s2, q_lo)
+        # Rows move toward `up`, columns toward `down`: neither may be there already.
+        if (n_hi if spread else n_lo):
+            ok &= (u != up)[:, None]
+        if (n_lo if spread else n_hi):
+            ok &= (u != down)[None, :]
+        cand = (ok & (d <= d_max)).ravel().nonzero()[0]
         if cand.size == 0:
-            cand = np.argwhere(ok)
+            cand = ok.ravel().nonzero()[0]
             if cand.size == 0:
                 return None
-        i, j = cand[rng.integers(len(cand))]
-        if q < q_lo:
-            u[i] += 1
-            u[j] -= 1
+        i, j = divmod(int(cand[rng.integers(cand.size)]), u.size)
+        ui, uj = int(u[i]), int(u[j])
+        if spread:
+            usq += 2 * (ui - uj) + 2
+            n_hi += (ui + 1 == hi_l[i]) - (uj == hi_l[j])
+            n_lo += (uj - 1 == lo_l[j]) - (ui == lo_l[i])
+            u[i] = ui + 1
+            u[j] = uj - 1
         else:
-            u[i] -= 1
-            u[j] += 1
+            usq += 2 - 2 * (ui - uj)
+            n_lo += (ui - 1 == lo_l[i]) - (uj == lo_l[j])
+            n_hi += (uj + 1 == hi_l[j]) - (ui == hi_l[i])
+            u[i] = ui - 1
+            u[j] = uj + 1
     return None
+
+
+def _spread_d_max(q: float, s2: float, q_hi: float) -> int:
+    # The largest whole d with q + s2 * (2 d + 2) <= q_hi (true for all smaller d).
+    d = math.floor((q_hi - q) / s2 / 2 - 1)
+    if q + s2 * (2 * d + 2) <= q_hi:
+        while q + s2 * (2 * (d + 1) + 2) <= q_hi:
+            d += 1
+        return d
+    d -= 1
+    while not q + s2 * (2 * d + 2) <= q_hi:
+        d -= 1
+    return d
+
+
+def _contract_d_max(q: float, s2: float, q_lo: float) -> int:
+    # The largest whole d with q + s2 * (2 - 2 d) >= q_lo (true for all smaller d).
+    d = math.floor((q - q_lo) / s2 / 2 + 1)
+    if q + s2 * (2 - 2 * d) >= q_lo:
+        while q + s2 * (2 - 2 * (d + 1)) >= q_lo:
+            d += 1
+        return d
+    d -= 1
+    while not q + s2 * (2 - 2 * d) >= q_lo:
+        d -= 1
+    return d
 
 
 def sprite_many(n: int, mean: float, sd: float, k: int, *, lower, upper, step: float = 1.0,
@@ -271,12 +359,14 @@ def sprite_many(n: int, mean: float, sd: float, k: int, *, lower, upper, step: f
     seen: set[tuple[float, ...]] = set()
     rows = []
     attempts = max_attempts if max_attempts is not None else 20 * int(k)
+    search = None
     for _ in range(attempts):
         if len(seen) >= k:
             break
-        values = sprite(n, mean, sd, lower=lower, upper=upper, step=step,
-                        mean_decimals=mean_decimals, sd_decimals=sd_decimals, seed=rng,
-                        max_restarts=20)
+        # sprite(..., seed=rng, max_restarts=20), with the set-up done once.
+        if search is None:
+            search = _Search(n, mean, sd, lower, upper, step, mean_decimals, sd_decimals, ())
+        values = search.run(rng, max_iter=5_000, max_restarts=20)
         key = tuple(np.sort(values).tolist())
         if key in seen:
             continue

@@ -54,6 +54,20 @@ def test_deterministic_and_varied():
     assert len(keys) == 30
 
 
+def test_samples_of_a_seed_are_pinned():
+    # Which samples a seed gives is part of the results (the audit's SPRITE tables): these are
+    # the samples of the first implementation; a change to the search must keep its draws.
+    a = sprite(14, 2.36, 2.55, lower=-10, upper=10, step=0.5, seed=7)
+    assert a.tolist() == [2.0, 4.0, 0.0, -1.0, 1.5, -1.0, 6.0, 7.0, 3.0, 1.0, 2.5, 5.5, 2.5, 0.0]
+    b = sprite(5, 1.0, 1.41, lower=0, upper=3, step=1.0, seed=2)  # values at the bounds
+    assert b.tolist() == [0.0, 0.0, 0.0, 2.0, 3.0]
+    many = sprite_many(14, 0.0, 7.69, 50, lower=-100, upper=100, step=2.0, seed=3)
+    arr = many.pivot(index="sample", columns="position", values="value").to_numpy()
+    assert arr.shape == (50, 14) and float((arr ** 2).sum()) == 38400.0
+    assert arr[0].tolist() == [-12, -12, -6, -4, -4, -2, -2, 2, 2, 2, 6, 6, 8, 16]
+    assert arr[-1].tolist() == [-12, -10, -8, -6, -4, -4, -2, 2, 2, 6, 6, 8, 10, 12]
+
+
 def test_impossible_targets_raise():
     with pytest.raises(SpriteError, match="GRIM"):
         sprite(14, 8.64, 11.36, lower=-40, upper=40, step=2.0)  # 120.96 is not even
