@@ -658,6 +658,92 @@ def _vector_p(test: str, alt: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     raise ValueError(f"test {test!r} is not available for SPRITE narrowing")
 
 
+def _t_row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Mean and variance (ddof 1) of each row with the operations of scipy.stats.ttest_ind.
+    n = np.asarray(x.shape[-1], dtype=float)
+    mean = np.mean(x, axis=-1)
+    var = np.mean((x - np.mean(x, axis=-1, keepdims=True)) ** 2, axis=-1)
+    var *= n / (n - 1)
+    return mean, var
+
+
+def _t_p_pairs(equal_var: bool, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    # _vector_p("student" / "welch", alt, a, b) for every alternative, bit for bit: the P of a
+    # pair depends only on the two rows' means and variances, so it is computed once per
+    # distinct (mean, variance) of each side, with scipy's arithmetic (scipy.stats.ttest_ind:
+    # _unequal_var_ttest_denom / _equal_var_ttest_denom, then Student t via special.stdtr).
+    from scipy import special
+
+    n1, n2 = a.shape[-1], b.shape[-1]
+    sa, inv_a = np.unique(np.stack(_t_row_stats(a), axis=1), axis=0, return_inverse=True)
+    sb, inv_b = np.unique(np.stack(_t_row_stats(b), axis=1), axis=0, return_inverse=True)
+    m1, v1 = sa[:, 0][:, None], sa[:, 1][:, None]
+    m2, v2 = sb[:, 0][None, :], sb[:, 1][None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if equal_var:
+            v1 = np.where(np.asarray(n1 == 1), 0., v1)
+            v2 = np.where(np.asarray(n2 == 1), 0., v2)
+            df = n1 + n2 - 2.0
+            svar = ((n1 - 1) * v1 + (n2 - 1) * v2) / df
+            denom = np.sqrt(svar * (1.0 / n1 + 1.0 / n2))
+            df = np.asarray(df, dtype=denom.dtype)
+        else:
+            vn1 = v1 / n1
+            vn2 = v2 / n2
+            df = (vn1 + vn2) ** 2 / (vn1 ** 2 / (n1 - 1) + vn2 ** 2 / (n2 - 1))
+            df = np.where(np.isnan(df), 1., df)
+            denom = np.sqrt(vn1 + vn2)
+        t = np.divide(m1 - m2, denom)
+    df = np.broadcast_to(df, t.shape)
+    grid = {"less": special.stdtr(df, t), "greater": special.stdtr(df, -t),
+            "two-sided": 2 * special.stdtr(df, -np.abs(t))}
+    ia, ib = inv_a.ravel()[:, None], inv_b.ravel()[None, :]
+    return {alt: g[ia, ib] for alt, g in grid.items()}
+
+
+def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    # _vector_p("mann_whitney", alt, a, b) for every alternative, bit for bit. The P of a pair
+    # depends on it only through U (count of case > control, ties counting a half) and the tie
+    # sum (sum of t^3 - t over the tied groups), both whole or half numbers and so exact in
+    # floating point however they are summed. They are computed for all pairs at once from
+    # per-row counts of each distinct value, and mann_whitney_p_rows runs on one pair per
+    # distinct (U, tie sum).
+    from esi.stats.nonparametric import mann_whitney_p_rows
+
+    k1, n1 = a.shape
+    k2, n2 = b.shape
+    vals = np.unique(np.concatenate([a.ravel(), b.ravel()]))
+    nv = vals.size
+
+    def counts(x: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(vals, x) + nv * np.arange(len(x))[:, None]
+        return np.bincount(pos.ravel(), minlength=len(x) * nv).reshape(len(x), nv).astype(float)
+
+    ca, cb = counts(a), counts(b)
+    above = (vals[:, None] > vals[None, :]) + 0.5 * np.eye(nv)
+    u = ca @ above @ cb.T
+    ties = ((ca ** 3).sum(axis=1)[:, None] + (cb ** 3).sum(axis=1)[None, :]
+            + 3 * (ca ** 2 @ cb.T) + 3 * (ca @ (cb ** 2).T) - (n1 + n2))
+    u2, tie = np.rint(2 * u).astype(np.int64), np.rint(ties).astype(np.int64)
+    key = (u2 * (int(tie.max()) + 1) + tie).ravel()
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    ri, rj = np.divmod(first, k2)
+    return {alt: mann_whitney_p_rows(a[ri], b[rj], alternative=alt,
+                                     continuity=True)[inv].reshape(k1, k2)
+            for alt in _ALTS}
+
+
+def _narrowing_p(test: str, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """``{alternative: _vector_p(test, alternative, a, b)}`` (identical values), computed
+    once per distinct summary of a row (t tests) or of a pair (Mann-Whitney) rather than per
+    pair of rows."""
+    if test in ("welch", "student"):
+        return _t_p_pairs(test == "student", a, b)
+    if test == "mann_whitney":
+        return _mann_whitney_p_pairs(a, b)
+    raise ValueError(f"test {test!r} is not available for SPRITE narrowing")
+
+
 def _rounds_to_published(p: np.ndarray, value: float, decimals: int) -> np.ndarray:
     # Vectorised round-half-up comparison; the 1e-9 guard absorbs binary representation error.
     scale = 10.0 ** decimals
@@ -738,8 +824,9 @@ def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
             continue
         any_ok = np.zeros((len(a[1]), len(b[1])), bool)
         for test in tests:
+            ps = _narrowing_p(test, a[1], b[1])
             for alt in _ALTS:
-                p = _vector_p(test, alt, a[1], b[1])
+                p = ps[alt]
                 ok = _rounds_to_published(p, r.value, r.decimals)
                 any_ok |= ok
                 rows_n.append(dict(id=r.id, test=test, alternative=alt, n_pairs=int(ok.size),

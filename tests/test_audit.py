@@ -182,6 +182,23 @@ def test_vectorised_p_values_agree_with_esi_stats():
                 mann_whitney(a[i], b[j], alternative="less").p_value, rel=1e-9)
 
 
+@pytest.mark.parametrize("step,n1,n2", [(0.5, 14, 14), (2.0, 14, 12), (2 / 9, 9, 11), (1.0, 3, 2)])
+def test_narrowing_p_values_are_those_of_every_pair(step, n1, n2):
+    # _narrowing_p computes once per distinct row (t tests) or pair (Mann-Whitney) summary:
+    # it must give exactly (bit for bit) the P values of testing every pair of rows.
+    rng = np.random.default_rng(11)
+    a = np.round(rng.normal(2, 2.5, (40, n1)) / step) * step
+    b = np.round(rng.normal(2.5, 2, (30, n2)) / step) * step
+    a[0], b[1] = a[0, 0], b[1, 0]  # constant rows (zero variance, all ties)
+    a[2], b[3] = a[4], b[5]  # repeated rows
+    for test in ("welch", "student", "mann_whitney"):
+        got = audit._narrowing_p(test, a, b)
+        for alt in audit._ALTS:
+            want = audit._vector_p(test, alt, a, b)
+            assert got[alt].shape == want.shape
+            np.testing.assert_array_equal(got[alt], want, err_msg=f"{test} {alt}")
+
+
 def test_run_audit_writes_the_tables(tmp_path: Path):
     from esi.cohort import define_cohort
     from esi.compare import compare_matched
