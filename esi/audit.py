@@ -703,40 +703,47 @@ def _t_p_pairs(equal_var: bool, a: np.ndarray, b: np.ndarray) -> dict[str, np.nd
 
 def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     # _vector_p("mann_whitney", alt, a, b) for every alternative, bit for bit. The P of a pair
-    # depends on it only through U (count of case > control, ties counting a half) and the tie
-    # sum (sum of t^3 - t over the tied groups), both whole or half numbers and so exact in
-    # floating point however they are summed. They are computed for all pairs at once from
-    # per-row counts of each distinct value, and mann_whitney_p_rows runs on one pair per
-    # distinct (U, tie sum).
-    from esi.stats.nonparametric import mann_whitney_p_rows
+    # depends on it only through U (cases above controls, ties counting a half) and the tie
+    # sum (t^3 - t over the groups of t tied values), which mann_whitney_p_rows gets exactly
+    # (sums of half and whole numbers). Here they come exactly, for all pairs at once, from
+    # each row's count of every distinct value instead of ranking every pair; the P is then
+    # the arithmetic of esi.stats.nonparametric.mann_whitney_p_rows (normal approximation,
+    # continuity correction), checked bit for bit in tests/test_audit.py.
+    from scipy import stats
 
-    k1, n1 = a.shape
-    k2, n2 = b.shape
+    n1, n2 = a.shape[-1], b.shape[-1]
     vals = np.unique(np.concatenate([a.ravel(), b.ravel()]))
     nv = vals.size
 
     def counts(x: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(vals, x) + nv * np.arange(len(x))[:, None]
-        return np.bincount(pos.ravel(), minlength=len(x) * nv).reshape(len(x), nv).astype(float)
+        return np.bincount(pos.ravel(), minlength=len(x) * nv).reshape(len(x), nv)
 
+    # Whole-number matrix products (exact, and no BLAS threads for these small sizes):
+    # 2 U = sum over values of case count x (2 x controls below + controls equal), and the
+    # tie sum of (c + d)^3 - (c + d) over values, c and d the case and control counts.
     ca, cb = counts(a), counts(b)
-    above = (vals[:, None] > vals[None, :]) + 0.5 * np.eye(nv)
-    u = ca @ above @ cb.T
+    below = np.cumsum(cb, axis=1) - cb
+    u1 = (ca @ (2 * below + cb).T) / 2
     ties = ((ca ** 3).sum(axis=1)[:, None] + (cb ** 3).sum(axis=1)[None, :]
-            + 3 * (ca ** 2 @ cb.T) + 3 * (ca @ (cb ** 2).T) - (n1 + n2))
-    u2, tie = np.rint(2 * u).astype(np.int64), np.rint(ties).astype(np.int64)
-    key = (u2 * (int(tie.max()) + 1) + tie).ravel()
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    ri, rj = np.divmod(first, k2)
-    return {alt: mann_whitney_p_rows(a[ri], b[rj], alternative=alt,
-                                     continuity=True)[inv].reshape(k1, k2)
-            for alt in _ALTS}
+            + 3 * (np.concatenate([ca ** 2, ca], axis=1)
+                   @ np.concatenate([cb, cb ** 2], axis=1).T) - (n1 + n2)).astype(float)
+    n = n1 + n2
+    sd = np.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    out = {}
+    for alt in _ALTS:
+        u = {"two-sided": np.maximum(u1, n1 * n2 - u1), "greater": u1,
+             "less": n1 * n2 - u1}[alt]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (u - n1 * n2 / 2 - 0.5) / sd
+        out[alt] = np.clip(stats.norm.sf(z) * (2 if alt == "two-sided" else 1), 0, 1)
+    return out
 
 
 def _narrowing_p(test: str, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """``{alternative: _vector_p(test, alternative, a, b)}`` (identical values), computed
-    once per distinct summary of a row (t tests) or of a pair (Mann-Whitney) rather than per
-    pair of rows."""
+    """``{alternative: _vector_p(test, alternative, a, b)}`` (identical values) without
+    testing every pair of rows: t tests once per distinct (mean, variance) of a row,
+    Mann-Whitney from every row's count of each value."""
     if test in ("welch", "student"):
         return _t_p_pairs(test == "student", a, b)
     if test == "mann_whitney":
