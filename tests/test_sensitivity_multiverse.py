@@ -102,11 +102,15 @@ def test_max_abs_smd_uses_every_level(registry):
     assert_allclose(row["max_abs_smd"], expected)
 
 
-def test_results_do_not_depend_on_workers(registry):
+def test_results_do_not_depend_on_workers(registry, monkeypatch):
+    import sys
+
     grid = specification_grid({"demographic": DEFAULT_COVARIATE_SETS["demographic"]},
                               ratio=[1, 2], caliper=[None, 0.2], missing=["complete_case"],
                               test=["welch", "paired_t"])
     one = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS)
+    # a worker is started however little work is left
+    monkeypatch.setattr(sys.modules["esi.sensitivity.multiverse"], "WORKER_START_SECONDS", 0)
     two = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS, workers=2)
     assert list(one.columns) == MULTIVERSE_COLUMNS
     assert len(one) == len(grid)
@@ -166,6 +170,35 @@ def test_failed_propensity_fit_reports_match_error(registry):
     with pytest.raises(ValueError) as err:
         match(data, "near_normal", covariates, caliper=0.2, missing="drop")
     assert row["status"] == f"matching failed: {err.value}"
+
+
+def test_prepared_matching_equals_match(registry, monkeypatch):
+    # every matching of the grid from the prepared arrays, and through match() itself: the
+    # same rows (pairs, weights, balance, outcomes); covariates with missing values (rows
+    # dropped) and a set too small for 1:3 without replacement (match()'s own error)
+    import sys
+
+    mv = sys.modules["esi.sensitivity.multiverse"]
+    rng = np.random.default_rng(5)
+    data = registry.assign(bmi=registry["bmi"].mask(rng.random(len(registry)) < 0.1))
+    data = data.loc[(data["near_normal"] == 1) | (np.arange(len(data)) < 35)]
+    sets = {"demographic": DEFAULT_COVARIATE_SETS["demographic"],
+            "default": DEFAULT_COVARIATE_SETS["default"]}
+    grid = specification_grid(sets, missing=["complete_case", "locf"],
+                              test=["welch", "paired_t"])
+    fast_match, used = mv._fast_match, []
+
+    def counted(key):
+        found = fast_match(key)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(mv, "_fast_match", counted)
+    fast = multiverse(data, grid, covariate_sets=sets)
+    assert 0 < sum(used) < len(used)  # the prepared arrays, and match() for its errors
+    assert fast["status"].str.startswith("matching failed: fewer control units").any()
+    monkeypatch.setattr(mv, "_fast_match", lambda key: None)
+    pd.testing.assert_frame_equal(fast, multiverse(data, grid, covariate_sets=sets))
 
 
 def test_t_distribution_shortcuts_equal_scipy():

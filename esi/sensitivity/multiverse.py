@@ -19,12 +19,16 @@ Speed
 -----
 Matching is done once per matching specification (covariate set x distance x method x ratio
 x caliper x replacement) and shared by the missing rules and tests; outcomes are derived once
-per missing rule. The comparisons use the same observations and formulas as
+per missing rule. The propensity model is fitted once per covariate set and scale, and each
+matching runs :data:`esi.matching.METHODS` on arrays prepared once (the steps that
+:func:`esi.matching.match` takes with a given distance, without rebuilding its tables each
+time; a test checks equal pairs and weights); a matching that ``match`` would refuse is handed
+to ``match`` itself, which reports why. The comparisons use the same observations and formulas as
 :func:`esi.compare.compare_matched` (a test checks equality) but compute only the estimate,
 interval and P-value with numpy/scipy, because the general-purpose ``esi.stats`` functions
 (3-35 ms each with their effect sizes and intervals) would take minutes over thousands of
-specifications. A pool of ``workers`` processes shares the matching specifications; results
-do not depend on the number of workers.
+specifications. A pool of ``workers`` processes shares the matching specifications when the
+grid is large enough to repay starting them; results do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from scipy import special, stats
 from esi import stats as st
 from esi.balance import smd
 from esi.io import atomic_write
-from esi.matching import match
+from esi.matching import METHODS, _weights, match
 from esi.outcomes import apply_missing_rule, derive_outcomes
 from esi.params import DEFAULTS
 from esi.propensity import design_matrix
@@ -290,21 +294,87 @@ def _init_worker(shared: dict[str, Any]) -> None:
     _MEMO.clear()
 
 
-def _max_abs_smd(result, covariate_set: str) -> float:
-    w_all = result.weights.to_numpy(float)
-    key = ("smd", covariate_set, result.weights.index.size, w_all.tobytes(),
-           result.treatment.to_numpy().tobytes())
+def _max_abs_smd(covariate_set: str, weights: np.ndarray, t: np.ndarray, x: np.ndarray
+                 ) -> float:
+    """Largest absolute SMD over the design columns ``x`` of ``covariate_set`` (its complete
+    cases, rows as ``weights`` and ``t``)."""
+    key = ("smd", covariate_set, weights.size, weights.tobytes(), t.tobytes())
     if key in _MEMO:
         return _MEMO[key]
-    x_all = _SHARED["designs"][covariate_set]
-    index = result.treatment.index
-    x = x_all.reindex(index).to_numpy(float)
-    t = result.treatment.to_numpy()
-    w = result.weights.reindex(index).to_numpy(float)
-    values = [abs(smd(x[:, j], t, w)) for j in range(x.shape[1])]
+    values = [abs(smd(x[:, j], t, weights)) for j in range(x.shape[1])]
     found = float(np.nanmax(values)) if values else np.nan
     _MEMO[key] = found
     return found
+
+
+def _prepared(name: str, scale: str) -> dict[str, Any] | None:
+    """Arrays of one covariate set and distance scale for :func:`_fast_match` (built once per
+    process), or None when the propensity fit failed (``match`` then fits and reports)."""
+    key = ("prepared", name, scale)
+    if key in _MEMO:
+        return _MEMO[key]
+    fitted = _SHARED["distances"].get((name, scale))
+    prep = None
+    if fitted is not None and _SHARED["by_rank"] is not None:
+        # the distance is indexed by the complete-case patients (their id ranks) in registry
+        # order: the rows match() keeps with missing="drop", in its order
+        codes = fitted.index.to_numpy(np.int64)
+        d = fitted.to_numpy(dtype=float)
+        t = _SHARED["treated"][(name, scale)].to_numpy()
+        id_rank = np.empty(codes.size, dtype=np.int64)
+        id_rank[np.argsort(codes, kind="stable")] = np.arange(codes.size)
+        design = _SHARED["designs"][name]
+        prep = {"d": d, "t": t, "treated": t == 1, "id_rank": id_rank,
+                "positions": _SHARED["by_rank"][codes],
+                "sd": float(np.std(d, ddof=1)),
+                "x": design.reindex(fitted.index).to_numpy(float)}
+    _MEMO[key] = prep
+    return prep
+
+
+def _fast_match(key: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                    np.ndarray] | None:
+    """The matching of ``match(data, treatment, covariates, distance=<fitted Series>, ...,
+    missing="drop")`` from prepared arrays: the same steps on the same values (complete
+    cases, caliper width ``caliper * sd(distance)``, :data:`esi.matching.METHODS` with order
+    "largest", MatchIt's weights, pairs by subclass then round).
+
+    Returns the registry positions of the pairs' cases and controls, the weights, the
+    treatment (0/1) and the design rows of the complete cases; None when ``match`` has to do
+    it (no fitted distance, an argument it refuses, too few controls): it then raises the
+    error the table reports.
+    """
+    prep = _prepared(key["covariate_set"], key["distance"])
+    method, ratio, replace = key["method"], key["ratio"], key["replace"]
+    caliper = None if pd.isna(key["caliper"]) else key["caliper"]
+    if (prep is None or method not in METHODS or (method == "optimal" and replace)
+            or isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1
+            or not isinstance(replace, bool | np.bool_)
+            or (caliper is not None and (isinstance(caliper, bool)
+                                         or not isinstance(caliper, int | float | np.number)
+                                         or not np.isfinite(caliper) or caliper <= 0))):
+        return None
+    d, treated, id_rank = prep["d"], prep["treated"], prep["id_rank"]
+    n = d.size
+    if not replace and int((~treated).sum()) < ratio * int(treated.sum()):
+        return None
+    width = None if caliper is None else float(caliper) * prep["sd"]
+    found = METHODS[method](d, treated, np.ones(n, dtype=bool), None, id_rank, int(ratio),
+                            bool(replace), width, "largest", None)
+    if found:
+        f_idx, c_idx, rnd = (np.array(col, dtype=np.int64) for col in zip(*found, strict=True))
+    else:
+        f_idx = c_idx = rnd = np.empty(0, dtype=np.int64)
+    weights = _weights(n, treated, f_idx, c_idx, treated)
+    # pairs as match() lists them: by subclass (matched cases in id order), then round
+    matched = np.flatnonzero(np.bincount(f_idx, minlength=n))
+    matched = matched[np.argsort(id_rank[matched], kind="stable")]
+    sub_of = np.zeros(n, dtype=np.int64)
+    sub_of[matched] = np.arange(1, matched.size + 1)
+    row_order = np.lexsort((rnd, sub_of[f_idx]))
+    positions = prep["positions"]
+    return (positions[f_idx[row_order]], positions[c_idx[row_order]], weights, prep["t"],
+            prep["x"])
 
 
 def _continuous(x: np.ndarray, y: np.ndarray, test: str, alpha: float
@@ -335,11 +405,12 @@ def _binary_memo(x: np.ndarray, y: np.ndarray, test: str, alpha: float, paired: 
     return found
 
 
-def _outcome_arrays(pos_t: np.ndarray, pos_c: np.ndarray, values: np.ndarray, paired: bool
-                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _outcome_arrays(cases: tuple[np.ndarray, np.ndarray], pos_c: np.ndarray,
+                    values: np.ndarray, paired: bool) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Case and control values of one outcome in a matched sample; positions index the
-    registry. Paired: each case against the mean of its matched controls."""
-    uniq, codes = np.unique(pos_t, return_inverse=True)
+    registry, ``cases`` is ``np.unique(pos_t, return_inverse=True)`` of the cases' positions.
+    Paired: each case against the mean of its matched controls."""
+    uniq, codes = cases
     case_pos = uniq  # each case once (order does not matter to the statistics)
     if paired:
         ctrl = values[pos_c]
@@ -360,58 +431,56 @@ def _analyse(pos_t: np.ndarray, pos_c: np.ndarray, spec: dict, alpha: float,
              arrays: dict[tuple, tuple]) -> dict[str, Any]:
     """Primary and positive outcome of one specification; positions index the registry.
 
-    ``arrays`` caches :func:`_outcome_arrays` for the specifications of one matched sample.
+    ``arrays`` caches :func:`_outcome_arrays` and the positive outcome's columns (which
+    depend on the missing rule and the binary test only) for the specifications of one
+    matched sample.
     """
-    rule, test = spec["missing"], spec["test"]
+    rule, test, binary_test = spec["missing"], spec["test"], spec["binary_test"]
+    if "cases" not in arrays:
+        arrays["cases"] = np.unique(pos_t, return_inverse=True)
     out: dict[str, Any] = {}
     for prefix in ("primary", "positive"):
+        okey = ("columns", rule, binary_test)
+        if prefix == "positive" and okey in arrays:
+            out.update(arrays[okey])
+            continue
         column = _SHARED[prefix]
-        paired = (test in _PAIRED if prefix == "primary"
-                  else spec["binary_test"] == "mcnemar")
+        paired = test in _PAIRED if prefix == "primary" else binary_test == "mcnemar"
         akey = (rule, column, paired)
         if akey not in arrays:
-            arrays[akey] = _outcome_arrays(pos_t, pos_c, _SHARED["outcomes"][rule][column],
-                                           paired)
+            arrays[akey] = _outcome_arrays(arrays["cases"], pos_c,
+                                           _SHARED["outcomes"][rule][column], paired)
         x, y, n_cases, n_controls = arrays[akey]
         if prefix == "primary":
             found = _continuous(x, y, test, alpha)
         else:
-            found = _binary_memo(x, y, spec["binary_test"], alpha, paired)
-        out.update({f"{prefix}_outcome": column, f"{prefix}_n_cases": n_cases,
-                    f"{prefix}_n_controls": n_controls, f"{prefix}_estimate": found[0],
-                    f"{prefix}_ci_low": found[1], f"{prefix}_ci_high": found[2],
-                    f"{prefix}_p_value": found[3]})
+            found = _binary_memo(x, y, binary_test, alpha, paired)
+        columns = {f"{prefix}_outcome": column, f"{prefix}_n_cases": n_cases,
+                   f"{prefix}_n_controls": n_controls, f"{prefix}_estimate": found[0],
+                   f"{prefix}_ci_low": found[1], f"{prefix}_ci_high": found[2],
+                   f"{prefix}_p_value": found[3]}
+        if prefix == "positive":
+            arrays[okey] = columns
+        out.update(columns)
     return out
 
 
 def _run_group(task: tuple[dict, list[dict]]) -> list[dict]:
     key, specs = task
     name = key["covariate_set"]
-    data = _SHARED["frames"][name]
-    covariates = _SHARED["covariate_sets"][name]
-    caliper = None if pd.isna(key["caliper"]) else float(key["caliper"])
-    # The propensity model depends only on the covariate set and the scale: fitted once in
-    # multiverse() and passed as the distance (match() takes the caliper's SD from it
-    # exactly as from its own fit). None: that fit failed; match() then fits and reports.
-    distance = _SHARED["distances"].get((name, key["distance"]))
-    if distance is None:
-        distance = key["distance"]
     base = {"n_cases_matched": 0, "n_controls_matched": 0, "n_matched": 0,
             "max_abs_smd": np.nan}
     try:
-        result = match(data, _SHARED["treatment"], covariates, method=key["method"],
-                       distance=distance, ratio=int(key["ratio"]), caliper=caliper,
-                       replace=bool(key["replace"]), missing="drop")
+        found = _fast_match(key)
+        if found is None:
+            found = _slow_match(key)
     except ValueError as err:
         return [{**spec, **base, "status": f"matching failed: {err}"} for spec in specs]
-    # the pairs name patients by id rank (see multiverse()); positions index the registry
-    pairs, by_rank = result.pairs, _SHARED["by_rank"]
-    pos_t = by_rank[pairs["treated"].to_numpy(np.int64)]
-    pos_c = by_rank[pairs["control"].to_numpy(np.int64)]
+    pos_t, pos_c, weights, t, x = found
     n_cases, n_controls = np.unique(pos_t).size, np.unique(pos_c).size
     base = {"n_cases_matched": n_cases, "n_controls_matched": n_controls,
             "n_matched": n_cases + n_controls,
-            "max_abs_smd": _max_abs_smd(result, name) if n_cases else np.nan}
+            "max_abs_smd": _max_abs_smd(name, weights, t, x) if n_cases else np.nan}
     rows = []
     arrays: dict[tuple, tuple] = {}
     for spec in specs:
@@ -424,6 +493,33 @@ def _run_group(task: tuple[dict, list[dict]]) -> list[dict]:
         except ValueError as err:
             rows.append({**spec, **base, "status": f"analysis failed: {err}"})
     return rows
+
+
+def _slow_match(key: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                    np.ndarray]:
+    """:func:`_fast_match`'s result through :func:`esi.matching.match` itself (which raises
+    ``ValueError`` for a matching it refuses)."""
+    name = key["covariate_set"]
+    data = _SHARED["frames"][name]
+    covariates = _SHARED["covariate_sets"][name]
+    caliper = None if pd.isna(key["caliper"]) else float(key["caliper"])
+    # The propensity model depends only on the covariate set and the scale: fitted once in
+    # multiverse() and passed as the distance (match() takes the caliper's SD from it
+    # exactly as from its own fit). None: that fit failed; match() then fits and reports.
+    distance = _SHARED["distances"].get((name, key["distance"]))
+    if distance is None:
+        distance = key["distance"]
+    result = match(data, _SHARED["treatment"], covariates, method=key["method"],
+                   distance=distance, ratio=int(key["ratio"]), caliper=caliper,
+                   replace=bool(key["replace"]), missing="drop")
+    # the pairs name patients by id rank (see multiverse()); positions index the registry
+    pairs, by_rank = result.pairs, _SHARED["by_rank"]
+    pos_t = by_rank[pairs["treated"].to_numpy(np.int64)]
+    pos_c = by_rank[pairs["control"].to_numpy(np.int64)]
+    index = result.treatment.index
+    x = _SHARED["designs"][name].reindex(index).to_numpy(float)
+    return (pos_t, pos_c, result.weights.reindex(index).to_numpy(float),
+            result.treatment.to_numpy(), x)
 
 
 # --------------------------------------------------------------------------- driver
@@ -454,20 +550,31 @@ def _worker(shared: dict[str, Any], chunks: list, state, conn) -> None:
         conn.close()
 
 
+#: Seconds that a spawned worker needs before it takes work (importing numpy, pandas, scipy
+#: and esi on a busy machine): :func:`_run_shared` starts workers only when this process
+#: has more work left than that.
+WORKER_START_SECONDS = 2.0
+
+
 def _run_shared(tasks: list, shared: dict[str, Any], workers: int) -> list[list[dict]]:
-    """Run ``tasks`` in this process and ``workers - 1`` spawned ones, in order of ``tasks``.
+    """Run ``tasks`` in this process and up to ``workers - 1`` spawned ones, in order of
+    ``tasks``.
 
     This process takes chunks of tasks from the front, the workers from the back, until they
     meet; this process needs no start-up while a spawned worker needs a second or two to
-    import. Workers that have taken nothing when the chunks run out are stopped. Who runs a
-    task does not change its rows.
+    import. So the workers are started only once this process, timing its own chunks,
+    expects to need more than :data:`WORKER_START_SECONDS` for the rest (a small grid is
+    done before a worker could help, and starting one would only slow this process down).
+    Workers that have taken nothing when the chunks run out are stopped. Who runs a task
+    does not change its rows.
     """
     size = max(1, min(4, len(tasks) // (8 * workers)))
     chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
     context = multiprocessing.get_context("spawn")
     state = context.Array("q", [0, len(chunks) - 1])
     procs, conns = [], []
-    try:
+
+    def start_workers() -> None:
         for _ in range(workers - 1):
             receive, send = context.Pipe(duplex=False)
             proc = context.Process(target=_worker, args=(shared, chunks, state, send),
@@ -476,9 +583,18 @@ def _run_shared(tasks: list, shared: dict[str, Any], workers: int) -> list[list[
             send.close()
             procs.append(proc)
             conns.append(receive)
+
+    try:
         done: dict[int, list[list[dict]]] = {}
+        begun = time.perf_counter()
         while (i := _claim(state, back=False)) is not None:
             done[i] = [_run_group(task) for task in chunks[i]]
+            if not procs:
+                with state.get_lock():
+                    left = state[1] - state[0] + 1
+                per_chunk = (time.perf_counter() - begun) / len(done)
+                if left > 0 and per_chunk * left > WORKER_START_SECONDS:
+                    start_workers()
         waiting = list(conns)
         while len(done) < len(chunks):
             if not waiting:
@@ -504,16 +620,18 @@ def _run_shared(tasks: list, shared: dict[str, Any], workers: int) -> list[list[
 
 
 def _fitted_distance(data: pd.DataFrame, treatment: str, covariates: list[str], scale: Any
-                     ) -> pd.Series | None:
+                     ) -> tuple[pd.Series, pd.Series] | None:
     """The distance that :func:`esi.matching.match` fits for ``covariates`` on ``scale``
-    (``MatchResult.distance``: every complete-case patient), or None when it cannot be fitted
-    (each matching then fits it itself and reports why it failed)."""
+    (``MatchResult.distance``: every complete-case patient) and its 0/1 treatment
+    (``MatchResult.treatment``, the same patients), or None when it cannot be fitted (each
+    matching then fits it itself and reports why it failed)."""
     try:
         # with replacement and no caliper: the cheapest matching, nothing can fail but the fit
-        return match(data, treatment, covariates, method="nearest", distance=scale, ratio=1,
-                     caliper=None, replace=True, missing="drop").distance
+        result = match(data, treatment, covariates, method="nearest", distance=scale, ratio=1,
+                       caliper=None, replace=True, missing="drop")
     except (ValueError, TypeError):
         return None
+    return result.distance, result.treatment
 
 
 def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
@@ -545,8 +663,10 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
     alpha
         Intervals are at 1 - alpha.
     workers
-        Processes working on it, this one included (1 = this process alone; 2 = this one and
-        one spawned worker). The result does not depend on it.
+        Processes working on it at most, this one included (1 = this process alone; 2 = this
+        one and one spawned worker, started only if the grid leaves more than
+        :data:`WORKER_START_SECONDS` of work after the first chunks). The result does not
+        depend on it.
 
     Returns
     -------
@@ -612,11 +732,11 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
     # indexing), and the pairs' ranks are turned into registry positions by ``by_rank``.
     frames = {name: registry[list(dict.fromkeys([treatment, *covariates]))]
               for name, covariates in used_sets.items()}
-    distances = {}
+    distances, treated = {}, {}
     for name, scale in dict.fromkeys(zip(specs["covariate_set"], specs["distance"],
                                          strict=True)):
-        distances[(name, scale)] = _fitted_distance(frames[name], treatment, used_sets[name],
-                                                    scale)
+        fitted = _fitted_distance(frames[name], treatment, used_sets[name], scale)
+        distances[(name, scale)], treated[(name, scale)] = fitted or (None, None)
     by_rank = None
     if registry.index.is_unique:  # else every matching fails, as match() reports
         by_rank = np.argsort(registry.index.to_numpy(), kind="stable")
@@ -632,7 +752,8 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
         distances = {key: None if dist is None else coded(dist)
                      for key, dist in distances.items()}
     shared = {"frames": frames, "covariate_sets": used_sets, "designs": designs,
-              "distances": distances, "outcomes": outcomes, "treatment": treatment,
+              "distances": distances, "treated": treated, "outcomes": outcomes,
+              "treatment": treatment,
               "alpha": alpha, "primary": primary, "positive": positive, "by_rank": by_rank}
     records = specs.drop(columns=["covariates"], errors="ignore").to_dict("records")
     groups: dict[tuple, list[dict]] = {}
