@@ -8,11 +8,14 @@ Every function draws with matplotlib's object API and returns the Figure; none c
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 __all__ = ["sprite_plot", "grim_plot", "reproduction_plot"]
 
@@ -49,30 +52,67 @@ def sprite_plot(distribution: pd.DataFrame, *, ncols: int = 2,
         return fig
     nrows = math.ceil(len(ids) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 2.6 * nrows), squeeze=False)
+    # Each set of bars is one collection of rectangles (what ax.bar draws, without an artist
+    # per bar); the legend shows one patch per label, in order of first appearance.
+    legend: dict[str, Patch] = {}
+
+    def bars(ax, left: np.ndarray, height: np.ndarray, w: float, colour: str, label: str):
+        x0, x1 = left, left + w
+        y0 = np.zeros_like(height)
+        verts = np.stack([np.column_stack(c) for c in
+                          ((x0, y0), (x1, y0), (x1, height), (x0, height))], axis=1)
+        coll = PolyCollection(verts, facecolors=colour, label=label)
+        coll.sticky_edges.y.append(0)  # as ax.bar: no margin below the bars' base
+        ax.add_collection(coll)
+        legend.setdefault(label, Patch(facecolor=colour, label=label))
+
     for ax, fid in zip(axes.ravel(), ids, strict=False):
         d = distribution[distribution["id"] == fid].sort_values("value")
         v = d["value"].to_numpy(float)
         step = float(np.min(np.diff(v))) if len(v) > 1 else 1.0
         w = width * step
-        ax.bar(v - w / 2, d["share"], width=w, color="0.6", label="all samples")
+        # ax.bar(x, ...) centres a bar of width w on x: the grey bar ends at v, the blue starts.
+        bars(ax, (v - w / 2) - w / 2, d["share"].to_numpy(float), w, "0.6", "all samples")
         given = d["share_given_p"].to_numpy(float)
         if np.isfinite(given).any():
-            ax.bar(v + w / 2, np.nan_to_num(given), width=w, color="C0",
-                   label="samples giving the published P")
+            bars(ax, (v + w / 2) - w / 2, np.nan_to_num(given), w, "C0",
+                 "samples giving the published P")
         ax.set_title(fid, fontsize=10)
         ax.set_xlabel("value of one patient")
         ax.set_ylabel("share")
     for ax in axes.ravel()[len(ids):]:
         ax.set_axis_off()
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    for ax in axes.ravel()[1:len(ids)]:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=2, frameon=False)
+    with _measure_axes_once(fig):
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+@contextmanager
+def _measure_axes_once(fig: Figure):
+    # tight_layout with a rect runs its layout twice, measuring every Axes (tick labels, titles:
+    # the slow part) each time with the same renderer and nothing changed in between. Within
+    # this block each Axes remembers its measurement, so the second run reuses the first's
+    # (the same layout, measured once).
+    for ax in fig.axes:
+        measure, seen = ax.get_tightbbox, {}
+
+        def remembered(*args, _measure=measure, _seen=seen, **kwargs):
+            key = (tuple(map(id, args)), tuple(sorted(kwargs.items())))
+            try:
+                return _seen[key]
+            except TypeError:  # an unhashable argument: measure afresh
+                return _measure(*args, **kwargs)
+            except KeyError:
+                _seen[key] = _measure(*args, **kwargs)
+                return _seen[key]
+
+        ax.get_tightbbox = remembered
+    try:
+        yield
+    finally:
+        for ax in fig.axes:
+            del ax.get_tightbbox
 
 
 def grim_plot(grim_audit: pd.DataFrame) -> Figure:
