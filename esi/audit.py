@@ -174,14 +174,37 @@ def _bound_kind(statistic: str) -> str | None:
     return None
 
 
-def _group_n(published: pd.DataFrame, outcome: str, t: int, group: str) -> int | None:
-    own = published[(published["outcome"] == outcome) & (published["timepoint_weeks"] == t)
-                    & (published["group"] == group) & (published["statistic"] == "n")]
-    if len(own):
-        return int(own["value"].iloc[0])
-    coh = published[(published["outcome"] == "cohort") & (published["group"] == group)
-                    & (published["statistic"] == "n")]
-    return int(coh["value"].iloc[0]) if len(coh) else None
+class _Lookup:
+    """The figures of a published table by outcome, time point, group and statistic: the
+    first row with them, as a boolean filter of the table then ``.iloc[0]`` gives it, read in
+    one pass over the table."""
+
+    def __init__(self, published: pd.DataFrame):
+        self._rows: dict[tuple, tuple[float, int]] = {}
+        self._cohort_n: dict[object, float] = {}
+        for r in published.itertuples(index=False):
+            key = (r.outcome, r.timepoint_weeks, r.group, r.statistic)
+            if any(pd.isna(k) for k in key):  # a missing key equals nothing in a filter
+                continue
+            self._rows.setdefault(key, (r.value, r.decimals))
+            if r.outcome == "cohort" and r.statistic == "n":
+                self._cohort_n.setdefault(r.group, r.value)
+
+    def get(self, outcome, t, group, statistic) -> tuple[float, int] | None:
+        """(value, decimals) of the figure, or None."""
+        return self._rows.get((outcome, t, group, statistic))
+
+    def cohort_n(self, group) -> float | None:
+        """The group's cohort n (outcome "cohort", statistic "n", any time point)."""
+        return self._cohort_n.get(group)
+
+
+def _group_n(lookup: _Lookup, outcome: str, t: int, group: str) -> int | None:
+    own = lookup.get(outcome, t, group, "n")
+    if own is not None:
+        return int(own[0])
+    coh = lookup.cohort_n(group)
+    return int(coh) if coh is not None else None
 
 
 # ------------------------------------------------------------------------------ reproduction
@@ -387,16 +410,15 @@ def _data_tests(values: dict[str, object], binary: bool) -> list[tuple[str, str,
     return res
 
 
-def _summary_tests(published: pd.DataFrame, outcome: str, t: int) -> list[tuple[str, str, float]]:
+def _summary_tests(lookup: _Lookup, outcome: str, t: int) -> list[tuple[str, str, float]]:
     from esi import stats as st
 
     def fig(group, stat):
-        hit = published[(published["outcome"] == outcome) & (published["timepoint_weeks"] == t)
-                        & (published["group"] == group) & (published["statistic"] == stat)]
-        return float(hit["value"].iloc[0]) if len(hit) else None
+        hit = lookup.get(outcome, t, group, stat)
+        return float(hit[0]) if hit is not None else None
 
     g1, g0 = (g for g in GROUP_ROLES)
-    n1, n0 = _group_n(published, outcome, t, g1), _group_n(published, outcome, t, g0)
+    n1, n0 = _group_n(lookup, outcome, t, g1), _group_n(lookup, outcome, t, g0)
     res: list[tuple[str, str, float]] = []
     m1, s1, m0, s0 = fig(g1, "mean"), fig(g1, "sd"), fig(g0, "mean"), fig(g0, "sd")
     if None not in (m1, s1, m0, s0, n1, n0):
@@ -452,6 +474,7 @@ def p_value_audit(published: pd.DataFrame, data: dict[str, dict[str, object]] | 
     rows are the z test of two proportions (half the two-sided P in the observed direction).
     """
     published = read_published(published)
+    lookup = _Lookup(published)
     rows = []
     for r in published.itertuples():
         if r.group != "comparison" or not (r.statistic == "p" or r.statistic.startswith("p_")):
@@ -476,7 +499,7 @@ def p_value_audit(published: pd.DataFrame, data: dict[str, dict[str, object]] | 
                 binary = set(np.unique(data[col]["cases"])) <= {0.0, 1.0} and \
                     set(np.unique(data[col]["controls"])) <= {0.0, 1.0}
                 found += [("data",) + x for x in _data_tests(data[col], binary)]
-            found += [("summary",) + x for x in _summary_tests(published, o, r.timepoint_weeks)]
+            found += [("summary",) + x for x in _summary_tests(lookup, o, r.timepoint_weeks)]
             for source, test, alt, p in found:
                 rows.append({"id": r.id, "outcome": col, "source": source, "test": test,
                              "alternative": alt, "p_value": p, "published": r.value,
@@ -530,13 +553,6 @@ def p_value_summary(audit: pd.DataFrame, published: pd.DataFrame) -> pd.DataFram
 
 
 # ------------------------------------------------------------------------------ GRIM
-def _paired_sd(published: pd.DataFrame, r) -> pd.Series | None:
-    hit = published[(published["outcome"] == r.outcome)
-                    & (published["timepoint_weeks"] == r.timepoint_weeks)
-                    & (published["group"] == r.group) & (published["statistic"] == "mean")]
-    return hit.iloc[0] if len(hit) else None
-
-
 def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = None,
                candidates=CANDIDATE_SCALES, max_n_search: int = 40) -> pd.DataFrame:
     """GRIM (means, percentages) and GRIMMER (SDs) of every published figure.
@@ -563,12 +579,13 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
         with a smaller step on which it is consistent), ``remedy`` (a sentence).
     """
     published = read_published(published)
+    lookup = _Lookup(published)
     scales = SCALES if scales is None else scales
     rows = []
     for r in published.itertuples():
         if r.outcome == "cohort" or r.statistic not in ("mean", "sd", "percent"):
             continue
-        n = _group_n(published, r.outcome, r.timepoint_weeks, r.group)
+        n = _group_n(lookup, r.outcome, r.timepoint_weeks, r.group)
         if n is None:
             continue
         if r.statistic == "percent":
@@ -590,7 +607,9 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
         # The figure's own scale first (own_scale True), then every candidate scale.
         tried = ([(own.name, own.granularity, True)] if own is not None else []) + [
             (nm, g, False) for nm, g in candidates]
-        mean_row = _paired_sd(published, r) if r.statistic == "sd" else None
+        # An SD's mean: (value, decimals) of the same outcome, time point and group.
+        mean_row = (lookup.get(r.outcome, r.timepoint_weeks, r.group, "mean")
+                    if r.statistic == "sd" else None)
         for name, g, is_own in tried:
             if r.statistic == "mean":
                 res = grim(r.value, n, r.decimals, g)
@@ -605,16 +624,15 @@ def grim_audit(published: pd.DataFrame, scales: Mapping[str, Scale] | None = Non
             else:
                 if mean_row is None:
                     continue
-                res = grimmer(mean_row["value"], r.value, n, int(mean_row["decimals"]),
-                              r.decimals, g)
+                res = grimmer(mean_row[0], r.value, n, int(mean_row[1]), r.decimals, g)
                 ok, reason = res.consistent, res.reason
                 near = ""
-                ns = consistent_n(mean_row["value"], int(mean_row["decimals"]), g,
+                ns = consistent_n(mean_row[0], int(mean_row[1]), g,
                                   range(max(2, n - max_n_search), n), sd=r.value,
                                   sd_decimals=r.decimals)
                 finer = [nm for nm, gg in candidates if gg < g and
-                         grimmer(mean_row["value"], r.value, n, int(mean_row["decimals"]),
-                                 r.decimals, gg).consistent]
+                         grimmer(mean_row[0], r.value, n, int(mean_row[1]), r.decimals,
+                                 gg).consistent]
                 not_finer = [nm for nm, gg in candidates if gg < g and nm not in finer]
                 check = "GRIMMER"
             if ok:
@@ -781,6 +799,7 @@ def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
     from esi.sprite import SpriteError, sprite_many
 
     published = read_published(published)
+    lookup = _Lookup(published)
     scales = SCALES if scales is None else scales
     samples: dict[tuple[str, int, str], tuple[str, np.ndarray]] = {}
     rows_s = []
@@ -788,26 +807,24 @@ def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
     for r in published.itertuples():
         if r.statistic != "mean" or r.outcome not in scales:
             continue
-        sd = published[(published["outcome"] == r.outcome)
-                       & (published["timepoint_weeks"] == r.timepoint_weeks)
-                       & (published["group"] == r.group) & (published["statistic"] == "sd")]
-        n = _group_n(published, r.outcome, r.timepoint_weeks, r.group)
-        if sd.empty or n is None:
+        sd = lookup.get(r.outcome, r.timepoint_weeks, r.group, "sd")
+        n = _group_n(lookup, r.outcome, r.timepoint_weeks, r.group)
+        if sd is None or n is None:
             continue
+        sd_value, sd_decimals = float(sd[0]), int(sd[1])
         sc = scales[r.outcome]
         options = [(sc.name, sc.granularity)] + sorted(
             [(nm, g) for nm, g in CANDIDATE_SCALES if g < sc.granularity],
             key=lambda t: -t[1])
         for name, g in options:
-            if not grimmer(r.value, float(sd["value"].iloc[0]), n, r.decimals,
-                           int(sd["decimals"].iloc[0]), g).consistent:
+            if not grimmer(r.value, sd_value, n, r.decimals, sd_decimals, g).consistent:
                 continue
             lo = math.ceil(Fraction(sc.lower) / g) * g
             hi = math.floor(Fraction(sc.upper) / g) * g
             try:
-                df = sprite_many(n, r.value, float(sd["value"].iloc[0]), k, lower=float(lo),
+                df = sprite_many(n, r.value, sd_value, k, lower=float(lo),
                                  upper=float(hi), step=float(g), mean_decimals=r.decimals,
-                                 sd_decimals=int(sd["decimals"].iloc[0]),
+                                 sd_decimals=sd_decimals,
                                  seed=int(rng.integers(2**31)))
             except SpriteError:
                 continue
