@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -16,6 +17,14 @@ __all__ = [
 
 _CHOICES = ("covariate_set", "distance", "method", "ratio", "caliper", "replace", "missing",
             "test")
+
+
+def _laid_out(fig: Figure) -> Figure:
+    """``fig.tight_layout()`` once, then no layout engine: the layout is done, and a figure
+    that keeps tight_layout's placeholder engine is drawn twice by every ``savefig``."""
+    fig.tight_layout()
+    fig.set_layout_engine(None)
+    return fig
 
 
 def _require(table: pd.DataFrame, columns, name: str) -> None:
@@ -52,39 +61,49 @@ def specification_curve(table: pd.DataFrame, *, outcome: str = "primary",
     data = table[table[cols[0]].notna()].sort_values(cols[0]).reset_index(drop=True)
     rows = []
     for choice in choices:
-        labels = data[choice].map(lambda v: "none" if pd.isna(v) else str(v))
-        for level in sorted(labels.unique(), key=str):
-            rows.append((choice, level, (labels == level).to_numpy()))
+        # each distinct value labelled once ("none" for a missing one), then spread by code
+        codes, values = pd.factorize(data[choice], use_na_sentinel=False)
+        names = np.array(["none" if pd.isna(v) else str(v) for v in values], dtype=object)
+        labels = names[codes] if len(codes) else np.array([], dtype=object)
+        for level in sorted(set(names), key=str):
+            rows.append((choice, level, labels == level))
     fig, (top, bottom) = plt.subplots(
         2, 1, sharex=True, figsize=(10, 3.5 + 0.16 * len(rows)),
         gridspec_kw={"height_ratios": [3, max(2, 0.16 * len(rows))]})
     x = np.arange(len(data))
-    significant = (data[cols[3]] < alpha).to_numpy()
+    estimate, low, high, p_value = (data[c].to_numpy(float) for c in cols)
+    significant = p_value < alpha
     # marks sized for the number of specifications: thousands (multiverse) or a few (sweep)
     few = len(data) <= 100
     size, width, shade = (25, 1.5, 0.8) if few else (3, 0.6, 0.35)
     for mask, colour, label in ((~significant, "#9ecae1", f"P >= {alpha}"),
                                 (significant, "#08519c", f"P < {alpha}")):
-        top.vlines(x[mask], data.loc[mask, cols[1]], data.loc[mask, cols[2]],
-                   colors=colour, alpha=shade, linewidth=width)
-        top.scatter(x[mask], data.loc[mask, cols[0]], s=size, color=colour, label=label,
-                    zorder=3)
+        # the intervals as one collection built from an array (Axes.vlines draws the same
+        # segments but builds them through masked arrays, slowly for thousands)
+        drawn = mask & np.isfinite(low) & np.isfinite(high)
+        segments = np.empty((int(drawn.sum()), 2, 2))
+        segments[:, :, 0] = x[drawn, None]
+        segments[:, 0, 1], segments[:, 1, 1] = low[drawn], high[drawn]
+        top.add_collection(LineCollection(segments, colors=colour, alpha=shade,
+                                          linewidth=width))
+        top.scatter(x[mask], estimate[mask], s=size, color=colour, label=label, zorder=3)
     top.axhline(0, color="black", linewidth=0.8)
     default_labels = {"primary": "Mean difference in leg-pain reduction\n(cases - controls)",
                       "positive": "Risk difference, positive outcome\n(cases - controls)"}
     top.set_ylabel(ylabel or default_labels.get(outcome, f"{outcome}\n(cases - controls)"))
     top.legend(loc="upper left", frameon=False, markerscale=1 if few else 3)
     top.set_title(f"{len(data)} specifications, sorted by estimate")
-    ticks = []
-    for i, (choice, level, mask) in enumerate(rows):
-        bottom.scatter(x[mask], np.full(mask.sum(), i), marker="s" if few else "|",
-                       s=20 if few else 12, color="#333333", linewidths=0.5)
-        ticks.append(f"{choice}: {level}")
+    # the indicator panel: one collection of marks for every row (choice: level)
+    bottom.scatter(np.concatenate([x[mask] for _, _, mask in rows] or [x[:0]]),
+                   np.concatenate([np.full(mask.sum(), i) for i, (_, _, mask) in enumerate(rows)]
+                                  or [x[:0]]),
+                   marker="s" if few else "|", s=20 if few else 12, color="#333333",
+                   linewidths=0.5)
+    ticks = [f"{choice}: {level}" for choice, level, _ in rows]
     bottom.set_yticks(range(len(rows)), ticks, fontsize=7)
     bottom.set_ylim(len(rows) - 0.5, -0.5)
     bottom.set_xlabel("Specification (rank of the estimate)")
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def rosenbaum_plot(bounds: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
@@ -113,8 +132,7 @@ def rosenbaum_plot(bounds: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
         ax.set_title(f"{name}\n({part['test'].iloc[0]}, {part['alternative'].iloc[0]})"
                      if "alternative" in part else name, fontsize=10)
         ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def power_curve_plot(curve: pd.DataFrame, *, target: float = 0.8,
@@ -144,8 +162,7 @@ def power_curve_plot(curve: pd.DataFrame, *, target: float = 0.8,
     ax.set_xlabel("True difference in leg-pain reduction (NRS points)")
     ax.set_ylabel("Power")
     ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def influence_plot(table: pd.DataFrame) -> Figure:
@@ -173,5 +190,4 @@ def influence_plot(table: pd.DataFrame) -> Figure:
     ax.invert_yaxis()
     ax.set_xlabel("Mean difference in leg-pain reduction (cases - controls)")
     ax.legend(frameon=False, fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
