@@ -231,6 +231,13 @@ def reproduced_figures(published: pd.DataFrame, outcomes: pd.DataFrame,
         ``source`` (file, row and column read, or why nothing was found).
     """
     published = read_published(published)
+    # Position of the first outcomes.csv row of each (outcome, time point), as a boolean filter
+    # then .iloc[0] finds it.
+    first: dict[tuple, int] = {}
+    keys = zip(outcomes["outcome"], outcomes["timepoint_weeks"], strict=True)
+    for pos, key in enumerate(keys):
+        if not any(pd.isna(k) for k in key):  # a missing key equals nothing in a filter
+            first.setdefault(key, pos)
     rows = []
     for r in published.itertuples():
         val, src = float("nan"), ""
@@ -247,10 +254,9 @@ def reproduced_figures(published: pd.DataFrame, outcomes: pd.DataFrame,
         elif r.group == "comparison" and (r.statistic == "p" or r.statistic.startswith("p_")):
             ps, where = [], []
             for o in _components(r.outcome):
-                hit = outcomes[(outcomes["outcome"] == o)
-                               & (outcomes["timepoint_weeks"] == r.timepoint_weeks)]
-                if len(hit):
-                    ps.append(float(hit["p_value"].iloc[0]))
+                hit = first.get((o, r.timepoint_weeks))
+                if hit is not None:
+                    ps.append(float(outcomes["p_value"].iloc[hit]))
                     where.append(o)
             if ps:
                 kind = _bound_kind(r.statistic)
@@ -262,10 +268,9 @@ def reproduced_figures(published: pd.DataFrame, outcomes: pd.DataFrame,
                 src = f"outcomes.csv has no row for {r.outcome} at {r.timepoint_weeks} weeks"
         elif role is not None:
             col = f"{r.statistic}_{role[0]}"
-            hit = outcomes[(outcomes["outcome"] == r.outcome)
-                           & (outcomes["timepoint_weeks"] == r.timepoint_weeks)]
-            if len(hit) and col in outcomes.columns:
-                val = float(hit[col].iloc[0])
+            hit = first.get((r.outcome, r.timepoint_weeks))
+            if hit is not None and col in outcomes.columns:
+                val = float(outcomes[col].iloc[hit])
                 src = f"outcomes.csv: {col} of {r.outcome} at {r.timepoint_weeks} weeks"
             else:
                 src = f"outcomes.csv has no {col} for {r.outcome} at {r.timepoint_weeks} weeks"
