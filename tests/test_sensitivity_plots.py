@@ -46,6 +46,17 @@ def test_specification_curve_sorts_estimates_and_marks_choices():
     assert sorted(drawn) == sorted(est)
     labels = [t.get_text() for t in bottom.get_yticklabels()]
     assert "caliper: none" in labels and "ratio: 2" in labels
+    # one mark per specification and choice, on the row of its level
+    marks = np.concatenate([c.get_offsets() for c in bottom.collections])
+    assert len(marks) == len(table) * len(plots._CHOICES)
+    ordered = table.sort_values("primary_estimate").reset_index(drop=True)
+    row = labels.index("ratio: 2")
+    assert sorted(marks[marks[:, 1] == row, 0]) == list(np.flatnonzero(ordered["ratio"] == 2))
+    # intervals: one segment per specification
+    segments = [s for c in top.collections if c.__class__.__name__ == "LineCollection"
+                for s in c.get_segments()]
+    assert sorted(s[1, 1] - s[0, 1] for s in segments) == pytest.approx([2.0] * len(table))
+    assert fig.get_layout_engine() is None  # laid out once; savefig draws once
     plt.close(fig)
     with pytest.raises(ValueError, match="outcome"):
         plots.specification_curve(table, outcome="odi")
@@ -57,6 +68,7 @@ def test_other_figures_draw():
                 plots.power_curve_plot(power_curve([0, 1, 2], (14, 28), n_sim=100), mdd=2.6),
                 plots.influence_plot(leave_one_pair_out(pairs, outcomes))):
         assert fig.axes
+        assert fig.get_layout_engine() is None
         plt.close(fig)
     with pytest.raises(ValueError, match="bounds"):
         plots.rosenbaum_plot(pd.DataFrame({"gamma": [1]}))
