@@ -250,20 +250,30 @@ def grimmer(mean, sd, n: int, mean_decimals: int, sd_decimals: int | None = None
             raise ValueError(f"upper ({upper!r}) must exceed lower ({lower!r})")
         if all(_max_sd(n, s / n, lo_b, hi_b) < float(s_lo) for s in sums):
             return GrimmerResult(False, True, "SD too large for the bounds", **base)
+    # sums are k g for the whole numbers k from sums[0] / g to sums[-1] / g.
+    ok, any_integer = _sd_fits(int(sums[0] / g), int(sums[-1] / g), n, g, s_lo, s_hi)
+    if ok:
+        return GrimmerResult(True, True, "consistent", **base)
+    return GrimmerResult(False, True, "parity" if any_integer else "no whole sum of squares",
+                         **base)
+
+
+def _sd_fits(k_lo: int, k_hi: int, n: int, g: Fraction, s_lo: Fraction,
+             s_hi: Fraction) -> tuple[bool, bool]:
+    # GRIMMER for the sums k g, k_lo <= k <= k_hi, of n values on steps of g, and an SD in
+    # [s_lo, s_hi]: the sum of squares Q (units of g^2) is (n - 1) s^2 / g^2 + k^2 / n, a whole
+    # number of the parity of k. Returns (some k has such a Q, some k has a whole Q at all).
+    a_lo, a_hi = (n - 1) * (s_lo / g) ** 2, (n - 1) * (s_hi / g) ** 2
     any_integer = False
-    for s in sums:
-        k = s / g  # integer sum in units of g
-        q_lo = (n - 1) * (s_lo / g) ** 2 + k * k / n
-        q_hi = (n - 1) * (s_hi / g) ** 2 + k * k / n
-        first, last = math.ceil(q_lo), math.floor(q_hi)
+    for k in range(k_lo, k_hi + 1):
+        kk = Fraction(k * k, n)
+        first, last = math.ceil(a_lo + kk), math.floor(a_hi + kk)
         if first > last:
             continue
         any_integer = True
-        parity = int(k) % 2
-        if any(q % 2 == parity for q in range(first, min(last, first + 1) + 1)):
-            return GrimmerResult(True, True, "consistent", **base)
-    return GrimmerResult(False, True, "parity" if any_integer else "no whole sum of squares",
-                         **base)
+        if any(q % 2 == k % 2 for q in range(first, min(last, first + 1) + 1)):
+            return True, True
+    return False, any_integer
 
 
 def consistent_n(mean, decimals: int, granularity=1, n_values=range(1, 101),
@@ -272,12 +282,29 @@ def consistent_n(mean, decimals: int, granularity=1, n_values=range(1, 101),
 
     Used by the audit to say what would make an inconsistent figure consistent.
     """
+    # The same verdicts as consistent_sums / grimmer for each n, with the rounding intervals
+    # worked out once (on the first n, which checks the arguments as those functions do).
     out = []
+    fixed = None
     for n in n_values:
         if sd is None:
-            ok = bool(consistent_sums(mean, n, decimals, granularity))
+            n = _check_n(n)
+            if fixed is None:
+                fixed = (_check_g(granularity),) + rounding_interval(mean, decimals)
+            g, lo, hi = fixed
+            ok = math.ceil(lo * n / g) <= math.floor(hi * n / g)
+        elif not n >= 2:
+            ok = False
+        elif fixed is None:
+            ok = grimmer(mean, sd, n, decimals, sd_decimals, granularity).consistent
+            s_lo, s_hi = rounding_interval(sd, decimals if sd_decimals is None else sd_decimals)
+            fixed = (_check_g(granularity),) + rounding_interval(mean, decimals) + (
+                max(s_lo, Fraction(0)), s_hi)
         else:
-            ok = n >= 2 and grimmer(mean, sd, n, decimals, sd_decimals, granularity).consistent
+            n = _check_n(n)
+            g, lo, hi, s_lo, s_hi = fixed
+            k_lo, k_hi = math.ceil(lo * n / g), math.floor(hi * n / g)
+            ok = k_lo <= k_hi and _sd_fits(k_lo, k_hi, n, g, s_lo, s_hi)[0]
         if ok:
             out.append(int(n))
     return out

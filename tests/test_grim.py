@@ -124,6 +124,18 @@ def test_percentages_and_smaller_n():
     assert not grim(1.20, 13, 2, 1).consistent and 10 in consistent_n(1.20, 2, 1, range(2, 14))
 
 
+@pytest.mark.parametrize("g", [1, Fraction(1, 2), ODI_COMPLETE, Fraction(2, 9), ODI_TWO_SKIPPED])
+def test_consistent_n_is_the_verdict_at_each_n(g):
+    # consistent_n works the rounding intervals out once; its answer must be, n by n, that of
+    # grim (a mean) and grimmer (a mean and SD).
+    ns = range(-1, 45)
+    for mean, sd in itertools.product([2.36, 0.75, 8.64, 0.0, 5.19], [2.55, 1.73, 11.36, 0.0]):
+        assert consistent_n(mean, 2, g, range(1, 45)) == [
+            n for n in range(1, 45) if grim(mean, n, 2, g).consistent]
+        assert consistent_n(mean, 2, g, ns, sd=sd, sd_decimals=1) == [
+            n for n in ns if n >= 2 and grimmer(mean, sd, n, 2, 1, g).consistent]
+
+
 @pytest.mark.parametrize("kwargs", [dict(mean=1, n=0, decimals=2), dict(mean=1, n=3, decimals=-1),
                                     dict(mean=1, n=3, decimals=2, granularity=0)])
 def test_argument_errors(kwargs):
