@@ -239,3 +239,26 @@ def test_plots_return_figures(published):
         assert fig.axes
     with pytest.raises(ValueError, match="distribution"):
         pa.sprite_plot(pd.DataFrame({"id": []}))
+
+
+def test_sprite_plot_draws_one_collection_per_bar_set_and_lays_out_as_tight_layout(
+        published, monkeypatch):
+    import contextlib
+
+    import matplotlib.pyplot as plt
+
+    from esi.plots import audit as pa
+
+    dist = audit.sprite_audit(published, k=5, seed=0)["distribution"]
+    fig = pa.sprite_plot(dist)
+    used = fig.axes[:dist["id"].nunique()]
+    assert all(not ax.patches and 1 <= len(ax.collections) <= 2 for ax in used)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "all samples", "samples giving the published P"]
+    assert all("get_tightbbox" not in vars(ax) for ax in fig.axes)
+    # Measuring each Axes once gives the layout of a plain tight_layout.
+    monkeypatch.setattr(pa, "_measure_axes_once", lambda fig: contextlib.nullcontext())
+    plain = pa.sprite_plot(dist)
+    assert vars(fig.subplotpars) == vars(plain.subplotpars)
+    plt.close(fig)
+    plt.close(plain)
