@@ -18,6 +18,8 @@ McNemar = binom.test(b, b + c)) and ``mcnemar.test`` in ``tests/test_stats_refer
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import stats
 from scipy.stats.contingency import odds_ratio as _scipy_odds_ratio
@@ -69,7 +71,15 @@ def conditional_odds_ratio(table, *, alternative: str = "two-sided", confidence:
     check_confidence(confidence)
     if np.any(t.sum(axis=0) == 0) or np.any(t.sum(axis=1) == 0):
         return _NAN, _NAN, _NAN
-    res = _scipy_odds_ratio(t, kind="conditional")
+    return _conditional_odds_ratio(*map(int, t.ravel()), alternative, float(confidence))
+
+
+@functools.lru_cache(maxsize=4096)
+def _conditional_odds_ratio(a: int, b: int, c: int, d: int, alternative: str,
+                            confidence: float) -> tuple[float, float, float]:
+    # Memoised: the same small tables recur (the test and the effect size of one comparison,
+    # the outcomes of a sweep or multiverse), and each costs root-finding in scipy.
+    res = _scipy_odds_ratio(np.array([[a, b], [c, d]]), kind="conditional")
     ci = res.confidence_interval(confidence_level=confidence, alternative=alternative)
     return float(res.statistic), float(ci.low), float(ci.high)
 
