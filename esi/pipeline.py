@@ -452,6 +452,14 @@ def _ipc_kernel_manager() -> type:
             self.ip = os.path.join(folder, "kernel")
             weakref.finalize(self, shutil.rmtree, folder, True)
 
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client sends SIGINT before every shutdown request; an idle kernel then
+            # logs "ERROR | KeyboardInterrupt caught in kernel" on our stderr. The shutdown
+            # request travels on the control channel, which a busy kernel also serves, and
+            # a kernel that does not stop is still terminated, then killed.
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     return IPCKernelManager
 
 
