@@ -255,8 +255,11 @@ def _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter) -> np.ndarray | Non
     # squared), and the number of values at a bound is tracked so the bound masks are built
     # only when some value is at one.
     u = u.copy()
+    ul = u.tolist()  # the same values, for cheap scalar reads
+    m = u.size
+    col, row = u[:, None], u[None, :]  # views: they follow u
     s2 = step * step
-    not_diag = ~np.eye(u.size, dtype=bool)
+    not_diag = ~np.eye(m, dtype=bool)
     usq = int(np.dot(u, u))
     n_hi = int(np.count_nonzero(u >= hi))
     n_lo = int(np.count_nonzero(u <= lo))
@@ -265,40 +268,50 @@ def _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter) -> np.ndarray | Non
         q = float(usq) * s2 + f_sq
         if q_lo <= q <= q_hi:
             return u
-        d = u[:, None] - u[None, :]  # d[i, j] = u_i - u_j
+        d = col - row  # d[i, j] = u_i - u_j
         spread = q < q_lo
         if spread:
-            ok = (d >= 0) & not_diag
+            ok = d >= 0
+            ok &= not_diag
             up, down = hi, lo
             d_max = _spread_d_max(q, s2, q_hi)
+            d_min = 0
         else:
             ok = d >= 2
             up, down = lo, hi
             d_max = _contract_d_max(q, s2, q_lo)
+            d_min = 2
         # Rows move toward `up`, columns toward `down`: neither may be there already.
         if (n_hi if spread else n_lo):
             ok &= (u != up)[:, None]
         if (n_lo if spread else n_hi):
             ok &= (u != down)[None, :]
-        cand = (ok & (d <= d_max)).ravel().nonzero()[0]
-        if cand.size == 0:
+        if d_max < d_min:  # no move within the window
             cand = ok.ravel().nonzero()[0]
+        elif d_max >= max(ul) - min(ul):  # every allowed move stays within it
+            cand = ok.ravel().nonzero()[0]
+        else:
+            good = d <= d_max
+            good &= ok
+            cand = good.ravel().nonzero()[0]
             if cand.size == 0:
-                return None
-        i, j = divmod(int(cand[rng.integers(cand.size)]), u.size)
-        ui, uj = int(u[i]), int(u[j])
+                cand = ok.ravel().nonzero()[0]
+        if cand.size == 0:
+            return None
+        i, j = divmod(int(cand[rng.integers(cand.size)]), m)
+        ui, uj = ul[i], ul[j]
         if spread:
             usq += 2 * (ui - uj) + 2
             n_hi += (ui + 1 == hi_l[i]) - (uj == hi_l[j])
             n_lo += (uj - 1 == lo_l[j]) - (ui == lo_l[i])
-            u[i] = ui + 1
-            u[j] = uj - 1
+            ul[i] = u[i] = ui + 1
+            ul[j] = u[j] = uj - 1
         else:
             usq += 2 - 2 * (ui - uj)
             n_lo += (ui - 1 == lo_l[i]) - (uj == lo_l[j])
             n_hi += (uj + 1 == hi_l[j]) - (ui == hi_l[i])
-            u[i] = ui - 1
-            u[j] = uj + 1
+            ul[i] = u[i] = ui - 1
+            ul[j] = u[j] = uj + 1
     return None
 
 
