@@ -370,7 +370,7 @@ def sprite_many(n: int, mean: float, sd: float, k: int, *, lower, upper, step: f
         raise ValueError("lower and upper must be scalars in sprite_many (exchangeable values)")
     rng = np.random.default_rng(seed)
     seen: set[tuple[float, ...]] = set()
-    rows = []
+    found: list[tuple[float, ...]] = []
     attempts = max_attempts if max_attempts is not None else 20 * int(k)
     search = None
     for _ in range(attempts):
@@ -384,6 +384,10 @@ def sprite_many(n: int, mean: float, sd: float, k: int, *, lower, upper, step: f
         if key in seen:
             continue
         seen.add(key)
-        s = len(seen) - 1
-        rows += [{"sample": s, "position": p, "value": v} for p, v in enumerate(key)]
-    return pd.DataFrame(rows, columns=["sample", "position", "value"])
+        found.append(key)
+    if not found:
+        return pd.DataFrame([], columns=["sample", "position", "value"])
+    m = len(found[0])
+    return pd.DataFrame({"sample": np.repeat(np.arange(len(found)), m),
+                         "position": np.tile(np.arange(m), len(found)),
+                         "value": np.array(found, dtype=float).ravel()})
