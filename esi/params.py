@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULTS", "CHOICES", "MICE_TESTS", "MICE_BINARY_TESTS", "load_params",
+__all__ = ["DEFAULTS", "CHOICES", "MICE_TESTS", "MICE_BINARY_TESTS", "SENSITIVITY_DEFAULTS",
+           "MULTIVERSE_GRID", "MULTIVERSE_PARAMS", "NOTEBOOK_EXTRA", "load_params",
            "check_params", "ParameterError"]
 
 #: Default parameters (the paper's analysis as reconstructed; see README "Analytic choices").
@@ -53,6 +54,40 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 #: Tests whose results multiple imputation can pool (see :func:`esi.compare.compare_matched`).
 MICE_TESTS = ("welch", "student", "paired_t")
 MICE_BINARY_TESTS = ("chi2", "chi2_yates")
+
+#: Notebook 04's own parameters and their defaults (:mod:`esi.sensitivity` reads them here):
+#: the top and step of the Rosenbaum ``Gamma`` grid (1, 1.1, 1.2, ...), the simulated studies
+#: per power estimate, and the equivalence margin in NRS points - 1.5 points, the minimal
+#: important change in pain intensity of the consensus of Ostelo et al., Spine
+#: 2008;33:90-94 (15 on a 0-100 scale) for low back pain.
+SENSITIVITY_DEFAULTS: dict[str, Any] = {
+    "gamma_max": 3.0,
+    "gamma_step": 0.1,
+    "power_n_sim": 2000,
+    "tost_margin": 1.5,
+}
+
+#: The multiverse's default grid beside the covariate sets (run parameters
+#: ``multiverse_<name>``; :data:`esi.sensitivity.DEFAULT_GRID`).
+MULTIVERSE_GRID: dict[str, tuple] = {
+    "distance": ("propensity", "logit"),
+    "method": ("nearest", "optimal"),
+    "ratio": (1, 2, 3),
+    "caliper": (None, 0.1, 0.2, 0.5),
+    "replace": (False, True),
+    "missing": ("complete_case", "locf", "bocf"),
+    "test": ("welch", "student", "mann_whitney", "paired_t", "wilcoxon"),
+}
+
+#: Names of the run parameters read by :func:`esi.sensitivity.run_multiverse` beyond the
+#: common ones.
+MULTIVERSE_PARAMS = ("multiverse_covariate_sets", "multiverse_timepoint", "multiverse_workers",
+                     *(f"multiverse_{k}" for k in MULTIVERSE_GRID))
+
+#: Parameter names a run may carry beyond :data:`DEFAULTS` (the notebooks' own). Defined
+#: here, without importing the analysis modules, so that ``esi run`` checks its parameters
+#: before anything heavy is imported.
+NOTEBOOK_EXTRA: tuple[str, ...] = (*SENSITIVITY_DEFAULTS, *MULTIVERSE_PARAMS)
 
 
 class ParameterError(ValueError):

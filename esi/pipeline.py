@@ -41,7 +41,7 @@ from typing import Any
 import pandas as pd
 
 from esi.io import atomic_write, partial_folder, publish_folder, read_registry, sha256_of
-from esi.params import ParameterError, check_params, load_params
+from esi.params import NOTEBOOK_EXTRA, ParameterError, check_params, load_params
 from esi.paths import (
     KERNEL_NAME,
     NOTEBOOKS_DIR,
@@ -773,10 +773,8 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
 
 def notebook_extra() -> tuple[str, ...]:
     """Parameter names beyond :data:`esi.params.DEFAULTS` that a run may carry: the
-    sensitivity notebook's settings and the multiverse's grid (:mod:`esi.sensitivity`)."""
-    from esi.sensitivity import MULTIVERSE_PARAMS, SENSITIVITY_DEFAULTS
-
-    return tuple(SENSITIVITY_DEFAULTS) + tuple(MULTIVERSE_PARAMS)
+    sensitivity notebook's settings and the multiverse's grid (:data:`esi.params.NOTEBOOK_EXTRA`)."""
+    return NOTEBOOK_EXTRA
 
 
 #: Result files of the stages: name -> (how to make the table, write the index, suppress

@@ -10,6 +10,7 @@ Notebook 04 parameters (with :mod:`esi.params` names): ``gamma_max`` (3.0), ``ga
 optional ``multiverse_*`` names of :func:`run_multiverse`.
 """
 
+from esi.params import SENSITIVITY_DEFAULTS
 from esi.sensitivity._pairs import pair_values
 from esi.sensitivity.influence import leave_one_pair_out
 from esi.sensitivity.multiverse import (
@@ -23,8 +24,6 @@ from esi.sensitivity.multiverse import (
     specification_grid,
 )
 from esi.sensitivity.power import (
-    DEFAULT_N_SIM,
-    DEFAULT_TOST_MARGIN,
     minimum_detectable_difference,
     power_by_simulation,
     power_curve,
@@ -34,22 +33,12 @@ from esi.sensitivity.power import (
     tost,
 )
 from esi.sensitivity.rosenbaum import (
-    DEFAULT_GAMMA_MAX,
-    DEFAULT_GAMMA_STEP,
     gamma_at_change,
     gamma_grid,
     mcnemar_sensitivity,
     rosenbaum_bounds,
     wilcoxon_sensitivity,
 )
-
-#: Notebook-04 parameters and their defaults (names for the parameters cell / params files).
-SENSITIVITY_DEFAULTS = {
-    "gamma_max": DEFAULT_GAMMA_MAX,
-    "gamma_step": DEFAULT_GAMMA_STEP,
-    "power_n_sim": DEFAULT_N_SIM,
-    "tost_margin": DEFAULT_TOST_MARGIN,
-}
 
 __all__ = [
     "DEFAULT_COVARIATE_SETS",

@@ -51,7 +51,7 @@ from esi.balance import smd
 from esi.io import atomic_write
 from esi.matching import METHODS, _weights, match
 from esi.outcomes import apply_missing_rule, derive_outcomes
-from esi.params import DEFAULTS
+from esi.params import DEFAULTS, MULTIVERSE_GRID, MULTIVERSE_PARAMS
 from esi.propensity import design_matrix
 
 __all__ = [
@@ -81,15 +81,7 @@ DEFAULT_COVARIATE_SETS: dict[str, list[str]] = {
 }
 
 #: The other dimensions of the default grid (run parameters ``multiverse_<name>``).
-DEFAULT_GRID: dict[str, tuple] = {
-    "distance": ("propensity", "logit"),
-    "method": ("nearest", "optimal"),
-    "ratio": (1, 2, 3),
-    "caliper": (None, 0.1, 0.2, 0.5),
-    "replace": (False, True),
-    "missing": ("complete_case", "locf", "bocf"),
-    "test": ("welch", "student", "mann_whitney", "paired_t", "wilcoxon"),
-}
+DEFAULT_GRID: dict[str, tuple] = MULTIVERSE_GRID
 
 _MATCH_KEYS = ("covariate_set", "distance", "method", "ratio", "caliper", "replace")
 _PAIRED = ("paired_t", "wilcoxon")
@@ -781,9 +773,6 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
     return table
 
 
-#: Names of the run parameters read by :func:`run_multiverse` beyond the common ones.
-MULTIVERSE_PARAMS = ("multiverse_covariate_sets", "multiverse_timepoint", "multiverse_workers",
-                     *(f"multiverse_{k}" for k in DEFAULT_GRID))
 
 
 def multiverse_from_params(eligible: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from esi.params import SENSITIVITY_DEFAULTS
 from esi.paths import PUBLISHED_RESULTS
 
 __all__ = [
@@ -47,11 +48,11 @@ __all__ = [
 ]
 
 #: Default number of simulated studies per point (notebook parameter ``power_n_sim``).
-DEFAULT_N_SIM = 2000
+DEFAULT_N_SIM = SENSITIVITY_DEFAULTS["power_n_sim"]
 #: Default equivalence margin in NRS points (notebook parameter ``tost_margin``): 1.5 points,
 #: the minimal important change in pain intensity of the consensus of Ostelo et al.,
 #: Spine 2008;33:90-94 (15 on a 0-100 scale) for low back pain.
-DEFAULT_TOST_MARGIN = 1.5
+DEFAULT_TOST_MARGIN = SENSITIVITY_DEFAULTS["tost_margin"]
 #: Tests that can be simulated: the run parameter ``test`` values.
 TESTS = ("welch", "student", "mann_whitney", "paired_t", "wilcoxon")
 _PAIRED = ("paired_t", "wilcoxon")

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from esi.params import SENSITIVITY_DEFAULTS
 from esi.sensitivity._pairs import pair_values
 
 __all__ = [
@@ -46,9 +47,9 @@ __all__ = [
 ]
 
 #: Default top of the ``Gamma`` grid (notebook parameter ``gamma_max``).
-DEFAULT_GAMMA_MAX = 3.0
+DEFAULT_GAMMA_MAX = SENSITIVITY_DEFAULTS["gamma_max"]
 #: Default step of the ``Gamma`` grid (notebook parameter ``gamma_step``): 1, 1.1, 1.2, ...
-DEFAULT_GAMMA_STEP = 0.1
+DEFAULT_GAMMA_STEP = SENSITIVITY_DEFAULTS["gamma_step"]
 #: Largest ``Gamma`` searched by :func:`gamma_at_change` before reporting infinity.
 GAMMA_SEARCH_LIMIT = 1000.0
 #: Exact distributions are convolved up to this many (doubled) rank units.
