@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from esi.balance import balance_table
 from esi.propensity import DISTANCES, PropensityModel, fit_propensity
@@ -617,6 +616,8 @@ def _match_optimal(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
                 f"method='optimal' would build a {cost.shape[0]} x {cost.shape[1]} cost matrix "
                 f"(limit {OPTIMAL_MAX_CELLS:,} cells); use method='nearest' for data this size"
             )
+        from scipy.optimize import linear_sum_assignment  # only here: 0.3 s to import
+
         ri, ci = linear_sum_assignment(cost)
         keep = ci < ctl.size
         ri, ci = ri[keep], ci[keep]
