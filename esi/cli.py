@@ -90,7 +90,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from esi.pipeline import run_cli
 
     return run_cli(params=args.params, data=args.data, out=args.out,
-                   synthetic=args.synthetic, timeout=args.timeout, mapping=args.mapping)
+                   synthetic=args.synthetic, timeout=args.timeout, mapping=args.mapping,
+                   workers=args.workers)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -162,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "than the shipped synthetic registry is treated as real otherwise")
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up on a notebook after this long (default 600)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="notebooks executed at once, each in its own kernel (default 2, or 1 "
+                        "on a single core); the results do not depend on it")
 
     p = add("sweep", "run the analysis over a grid of parameters, in parallel",
             "One run per grid point (the Cartesian product of the grid's lists, or an explicit "

@@ -729,10 +729,13 @@ def write_reports_index(reports: Path = REPORTS_DIR) -> Path:
 
 
 def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bool,
-            timeout: float, mapping: str | None = None) -> int:
+            timeout: float, mapping: str | None = None, workers: int | None = None) -> int:
     """``esi run``: load parameters, run, print where the reports are; return the exit code."""
     from esi.io import RegistryError
 
+    if workers is not None and workers < 1:
+        print(f"esi run: --workers must be 1 or more, got {workers}", file=sys.stderr)
+        return 2
     overrides: dict[str, Any] = {}
     if data is not None:
         overrides["data_path"] = str(Path(data).resolve())
@@ -767,7 +770,7 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     target = Path(out) if out else REPORTS_DIR / name
     try:
         folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
-                     log=lambda m: print(m, file=sys.stderr))
+                     log=lambda m: print(m, file=sys.stderr), workers=workers)
     except RunFailed as exc:
         print(f"esi run: FAILED: {exc}", file=sys.stderr)
         return 1

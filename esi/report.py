@@ -37,6 +37,17 @@ def setup_display() -> None:
     plt.style.use("seaborn-v0_8-whitegrid")
     mpl.rcParams["figure.dpi"] = 90
     mpl.rcParams["savefig.dpi"] = 90
+    # In a kernel: inline PNGs of the figures as they are. Every esi figure is laid out to fit
+    # its canvas (esi.plots.laid_out), so the inline default bbox_inches="tight" would only
+    # cost a second drawing of each figure.
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the notebook stack
+        return
+    if get_ipython() is not None and "inline" in mpl.get_backend():
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png", bbox_inches=None)
 
 
 def rounded(table: pd.DataFrame, decimals: int = 3) -> str:

@@ -121,6 +121,18 @@ def test_esi_run_refuses_an_invalid_registry(tmp_path, capsys):
     assert "nothing was run" in err and not (tmp_path / "out").exists()
 
 
+def test_esi_run_refuses_zero_workers(tmp_path, capsys):
+    from esi.cli import main
+
+    assert main(["run", "--workers", "0", "--out", str(tmp_path / "out")]) == 2
+    assert "--workers must be 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_start_first_notebooks_exist():
+    assert set(pipeline.START_FIRST) <= set(pipeline.NOTEBOOKS)
+
+
 @pytest.mark.slow
 def test_papermill_cli_runs_a_notebook_alone_from_any_folder(tmp_path):
     import os

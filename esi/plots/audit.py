@@ -17,6 +17,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from esi.plots import laid_out
+
 __all__ = ["sprite_plot", "grim_plot", "reproduction_plot"]
 
 
@@ -49,7 +51,7 @@ def sprite_plot(distribution: pd.DataFrame, *, ncols: int = 2,
         fig, ax = plt.subplots(figsize=(5, 2))
         ax.text(0.5, 0.5, "no SPRITE samples", ha="center", va="center")
         ax.set_axis_off()
-        return fig
+        return laid_out(fig)
     nrows = math.ceil(len(ids) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 2.6 * nrows), squeeze=False)
     # Each set of bars is one collection of rectangles (what ax.bar draws, without an artist
@@ -84,8 +86,7 @@ def sprite_plot(distribution: pd.DataFrame, *, ncols: int = 2,
         ax.set_axis_off()
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=2, frameon=False)
     with _measure_axes_once(fig):
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return fig
+        return laid_out(fig, rect=(0, 0.06, 1, 1))
 
 
 @contextmanager
@@ -145,8 +146,7 @@ def grim_plot(grim_audit: pd.DataFrame) -> Figure:
     ax.set_yticks(range(len(ids)), ids, fontsize=8)
     ax.add_patch(plt.Rectangle((-0.5, -0.5), 1, len(ids), fill=False, lw=2, ec="k"))
     ax.set_title("GRIM / GRIMMER: green consistent, red inconsistent", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return laid_out(fig)
 
 
 def reproduction_plot(reproduction: pd.DataFrame) -> Figure:
@@ -169,5 +169,4 @@ def reproduction_plot(reproduction: pd.DataFrame) -> Figure:
     ax.set_yticks(y, r["id"], fontsize=8)
     ax.set_xlabel("reproduced - published (units of the last published decimal)")
     ax.set_title("Green: matches (bounds: satisfied); red: does not", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return laid_out(fig)

@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from esi.deid import suppress_count_text
+from esi.plots import laid_out
 
 __all__ = ["flow_diagram"]
 
@@ -74,5 +75,4 @@ def flow_diagram(flow: pd.DataFrame, groups: pd.DataFrame | None = None,
             ax.annotate("", xy=(x, y - 0.55), xytext=(3, y - 0.3),
                         arrowprops=dict(arrowstyle="->", color="#335577"))
     ax.set_title("Cohort flow", fontsize=11)
-    fig.tight_layout()
-    return fig
+    return laid_out(fig)

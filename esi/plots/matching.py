@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from esi.matching import MatchResult
+from esi.plots import laid_out
 
 __all__ = ["love_plot", "overlap_plot"]
 
@@ -29,7 +30,8 @@ def love_plot(result: MatchResult, *, threshold: float = 0.1, binary: str = "raw
     """
     bal = result.balance(binary=binary, include_distance=False)
     bal = bal.iloc[np.argsort(bal["smd_before"].abs().to_numpy())]
-    if ax is None:
+    own = ax is None
+    if own:
         _, ax = plt.subplots(figsize=(6, 0.35 * len(bal) + 1.5))
     y = np.arange(len(bal))
     ax.scatter(bal["smd_before"].abs(), y, marker="o", facecolors="none", edgecolors="C3",
@@ -40,7 +42,7 @@ def love_plot(result: MatchResult, *, threshold: float = 0.1, binary: str = "raw
     ax.set_xlabel("Absolute standardised mean difference")
     ax.legend(loc="lower right", frameon=False)
     ax.set_xlim(left=0)
-    return ax.figure
+    return laid_out(ax.figure) if own else ax.figure
 
 
 def overlap_plot(result: MatchResult, *, bins: int = 20, ax=None):
@@ -51,7 +53,8 @@ def overlap_plot(result: MatchResult, *, bins: int = 20, ax=None):
     matplotlib.figure.Figure
         Two panels: before and after matching; treated and control histograms (densities).
     """
-    if ax is None:
+    own = ax is None
+    if own:
         _, ax = plt.subplots(1, 2, figsize=(9, 3.5), sharex=True, sharey=True)
     d = result.distance
     t = result.treatment.to_numpy() == 1
@@ -67,6 +70,6 @@ def overlap_plot(result: MatchResult, *, bins: int = 20, ax=None):
         panel.set_xlabel(f"Distance ({result.params['distance']})")
     ax[0].set_ylabel("Density")
     ax[0].legend(frameon=False)
-    return ax[0].figure
+    return laid_out(ax[0].figure) if own else ax[0].figure
 
 

@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from esi.outcomes import TIMEPOINTS, _float, _indexed, apply_missing_rule
+from esi.plots import laid_out
 
 __all__ = ["forest_plot", "trajectory_plot", "EFFECT_LABELS"]
 
@@ -108,9 +109,8 @@ def forest_plot(outcomes_table: pd.DataFrame, ax: Axes | None = None, *,
         _panel(a, outcomes_table[outcomes_table[name_col] == kind], kind, value, lo, hi)
     test = ", ".join(dict.fromkeys(outcomes_table["test"])) if "test" in outcomes_table else ""
     rule = outcomes_table["missing_rule"].iloc[0] if "missing_rule" in outcomes_table else ""
-    axes[0].set_title(f"Cases vs. controls ({test}; missing: {rule})", fontsize=10)
-    fig.tight_layout()
-    return fig
+    axes[0].set_title(f"Cases vs. controls\n({test}; missing: {rule})", fontsize=10)
+    return laid_out(fig)
 
 
 def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | None = None, *,
@@ -181,5 +181,4 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
         a.set_xticks(weeks, ["Baseline", "4 wk", "12 wk"])
         a.set_title(title, fontsize=10)
         a.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    return fig
+    return laid_out(fig)

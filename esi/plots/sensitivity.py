@@ -8,6 +8,8 @@ import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
+from esi.plots import laid_out
+
 __all__ = [
     "specification_curve",
     "rosenbaum_plot",
@@ -17,14 +19,6 @@ __all__ = [
 
 _CHOICES = ("covariate_set", "distance", "method", "ratio", "caliper", "replace", "missing",
             "test")
-
-
-def _laid_out(fig: Figure) -> Figure:
-    """``fig.tight_layout()`` once, then no layout engine: the layout is done, and a figure
-    that keeps tight_layout's placeholder engine is drawn twice by every ``savefig``."""
-    fig.tight_layout()
-    fig.set_layout_engine(None)
-    return fig
 
 
 def _require(table: pd.DataFrame, columns, name: str) -> None:
@@ -103,7 +97,7 @@ def specification_curve(table: pd.DataFrame, *, outcome: str = "primary",
     bottom.set_yticks(range(len(rows)), ticks, fontsize=7)
     bottom.set_ylim(len(rows) - 0.5, -0.5)
     bottom.set_xlabel("Specification (rank of the estimate)")
-    return _laid_out(fig)
+    return laid_out(fig)
 
 
 def rosenbaum_plot(bounds: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
@@ -132,7 +126,7 @@ def rosenbaum_plot(bounds: pd.DataFrame, *, alpha: float = 0.05) -> Figure:
         ax.set_title(f"{name}\n({part['test'].iloc[0]}, {part['alternative'].iloc[0]})"
                      if "alternative" in part else name, fontsize=10)
         ax.legend(frameon=False)
-    return _laid_out(fig)
+    return laid_out(fig)
 
 
 def power_curve_plot(curve: pd.DataFrame, *, target: float = 0.8,
@@ -162,7 +156,7 @@ def power_curve_plot(curve: pd.DataFrame, *, target: float = 0.8,
     ax.set_xlabel("True difference in leg-pain reduction (NRS points)")
     ax.set_ylabel("Power")
     ax.legend(frameon=False)
-    return _laid_out(fig)
+    return laid_out(fig)
 
 
 def influence_plot(table: pd.DataFrame) -> Figure:
@@ -190,4 +184,4 @@ def influence_plot(table: pd.DataFrame) -> Figure:
     ax.invert_yaxis()
     ax.set_xlabel("Mean difference in leg-pain reduction (cases - controls)")
     ax.legend(frameon=False, fontsize=8, loc="lower right")
-    return _laid_out(fig)
+    return laid_out(fig)
