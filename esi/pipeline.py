@@ -329,6 +329,27 @@ class Analysis:
         t = UNPAIRED.get(self.params["test"], self.params["test"])
         return t if t in ("welch", "student", "mann_whitney") else "welch"
 
+    def one_to_one_pairs(self) -> pd.DataFrame:
+        """The matched pairs of the pair-based sensitivity analyses (Rosenbaum bounds, the
+        paired equivalence test).
+
+        Returns
+        -------
+        pandas.DataFrame
+            :attr:`MatchResult.pairs` itself when every case has one control; with several
+            controls per case (``ratio`` > 1), each case with its closest control (smallest
+            ``distance_gap``, the first matched on a tie), so the analyses that need pairs run
+            on a 1:1 sub-match instead of failing.
+        """
+        pairs = self.match().pairs
+        if not pairs["treated"].duplicated().any():
+            return pairs
+        if "distance_gap" in pairs.columns:
+            keep = pairs.groupby("treated", sort=False)["distance_gap"].idxmin()
+        else:
+            keep = pairs.groupby("treated", sort=False).head(1).index
+        return pairs.loc[sorted(keep)].reset_index(drop=True)
+
     def equivalence(self, margin: float) -> pd.DataFrame:
         """TOST of the 4-week leg-pain reduction between matched cases and controls
         (:func:`esi.sensitivity.tost`; paired when the run's test is paired)."""
@@ -337,7 +358,7 @@ class Analysis:
         p = self.params
         paired = p["test"] in ("paired_t", "wilcoxon")
         if paired:
-            v = pair_values(self.match().pairs, self.per_patient_outcomes(),
+            v = pair_values(self.one_to_one_pairs(), self.per_patient_outcomes(),
                             "leg_pain_reduction_4w", one_to_one=True)
             return tost(v["y_treated"], v["y_control"], margin, alpha=p["alpha"], paired=True)
         out = self.per_patient_outcomes()["leg_pain_reduction_4w"]

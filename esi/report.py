@@ -111,6 +111,20 @@ def matching_findings(match, threshold: float = 0.1) -> str:
     return text
 
 
+def pairs_note(match, pairs: pd.DataFrame) -> str:
+    """One sentence on the pairs of notebook 04's pair-based analyses
+    (:meth:`esi.pipeline.Analysis.one_to_one_pairs`)."""
+    n_cases = match.pairs["treated"].nunique()
+    n_controls = match.pairs["control"].nunique()
+    if len(pairs) == len(match.pairs):
+        return (f"{len(pairs)} matched pairs (one control per case; {n_controls} distinct "
+                f"controls) enter the pair-based analyses.")
+    return (f"{n_cases} cases were matched to {n_controls} controls (up to "
+            f"{match.params['ratio']} per case); the pair-based analyses (Rosenbaum bounds, "
+            f"a paired equivalence test) use each case with its closest control: "
+            f"{len(pairs)} pairs. Leave-one-pair-out and the multiverse use every control.")
+
+
 def outcome_findings(outcomes: pd.DataFrame, larger: pd.DataFrame, historical: pd.DataFrame,
                      alpha: float = 0.05) -> str:
     """The closing sentences of notebook 03, built from the three comparison tables.

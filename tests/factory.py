@@ -50,3 +50,18 @@ def example_registry(n: int = 8, seed: int = 1) -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "patient_id"
     return frame
+
+
+def tiny_notebook(path, code: str) -> None:
+    """Write a two-cell notebook: a ``parameters`` cell (caliper, data_path), then ``code``
+    (stands in for the real notebooks in tests of esi run and sweeps)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    params = new_code_cell("caliper = 0.2\ndata_path = ''")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(code)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)

@@ -7,13 +7,12 @@ import os
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 import esi.pipeline as pipeline
 from esi.io import write_registry
 from esi.params import load_params
 
-from factory import example_registry
+from factory import example_registry, tiny_notebook
 
 WRITE_RESULTS = """import os, pathlib
 d = pathlib.Path(os.environ["ESI_RUN_DIR"])
@@ -22,22 +21,12 @@ for f in ["matched_pairs.csv", "balance.csv", "outcomes.csv", "reproduction.csv"
 print("caliper", caliper)"""
 
 
-def _notebook(path, code):
-    nb = new_notebook()
-    params = new_code_cell("caliper = 0.2\ndata_path = ''")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, new_code_cell(code)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, path)
-
-
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
-    _notebook(nbdir / "01_a.ipynb", "print('first')")
-    _notebook(nbdir / "02_b.ipynb", WRITE_RESULTS)
+    tiny_notebook(nbdir / "01_a.ipynb", "print('first')")
+    tiny_notebook(nbdir / "02_b.ipynb", WRITE_RESULTS)
     monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", nbdir)
     monkeypatch.setattr(pipeline, "NOTEBOOKS", ("01_a", "02_b"))
     data = write_registry(example_registry(), tmp_path / "registry.csv")
@@ -70,7 +59,7 @@ def test_successful_run_is_complete(tiny):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_failing_notebook_leaves_no_folder(tiny, workers):
     tmp_path, nbdir, params, _ = tiny
-    _notebook(nbdir / "02_b.ipynb", "raise RuntimeError('boom in cell')")
+    tiny_notebook(nbdir / "02_b.ipynb", "raise RuntimeError('boom in cell')")
     with pytest.raises(pipeline.RunFailed, match="02_b.ipynb: cell .* raised RuntimeError: "
                                                  "boom in cell"):
         pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None,
@@ -81,7 +70,7 @@ def test_failing_notebook_leaves_no_folder(tiny, workers):
 
 def test_missing_result_file_fails(tiny):
     tmp_path, nbdir, params, _ = tiny
-    _notebook(nbdir / "02_b.ipynb", "print('writes nothing')")
+    tiny_notebook(nbdir / "02_b.ipynb", "print('writes nothing')")
     with pytest.raises(pipeline.RunFailed, match="did not write matched_pairs.csv"):
         pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None)
     assert not (tmp_path / "run").exists()
@@ -154,3 +143,18 @@ def test_papermill_cli_runs_a_notebook_alone_from_any_folder(tmp_path):
                    for o in c.get("outputs", []))
     assert "caliper 0.1)" in text
     assert (tmp_path / "run" / "matched_pairs.csv").exists()
+
+
+def test_one_to_one_pairs_keep_each_cases_closest_control(tmp_path):
+    from esi.params import DEFAULTS
+
+    one = pipeline.Analysis(dict(DEFAULTS, run_dir=str(tmp_path)), persist=False)
+    assert one.one_to_one_pairs() is one.match().pairs  # 1:1 already: the pairs themselves
+    two = pipeline.Analysis(dict(DEFAULTS, ratio=2, run_dir=str(tmp_path)), persist=False)
+    full, pairs = two.match().pairs, two.one_to_one_pairs()
+    assert full["treated"].duplicated().any() and not pairs["treated"].duplicated().any()
+    assert list(pairs["treated"]) == list(dict.fromkeys(full["treated"]))
+    closest = full.groupby("treated")["distance_gap"].min()
+    assert (pairs.set_index("treated")["distance_gap"] == closest.loc[pairs["treated"]]).all()
+    kept = pairs[["treated", "control"]].apply(tuple, axis=1)
+    assert set(kept) <= set(full[["treated", "control"]].apply(tuple, axis=1))

@@ -7,7 +7,7 @@ from esi.io import write_registry
 from esi.params import ParameterError
 from esi.sweep import SUMMARY_COLUMNS, expand_grid, load_grid, sweep, write_sweep
 
-from factory import example_registry
+from factory import example_registry, tiny_notebook
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +93,6 @@ def test_sweep_cli_exit_codes(tmp_path, registry_file, capsys):
 
 def _tiny_notebooks(tmp_path, monkeypatch):
     """Two tiny notebooks in place of the real ones; the second refuses caliper 0.1."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
     import esi.pipeline as pipeline
 
     nbdir = tmp_path / "notebooks"
@@ -108,13 +105,7 @@ def _tiny_notebooks(tmp_path, monkeypatch):
                      " 'reproduction.csv']:\n"
                      "    (d / f).write_text('x\\n1\\n')")}
     for name, source in code.items():
-        nb = new_notebook()
-        params = new_code_cell("caliper = 0.2\ndata_path = ''")
-        params.metadata["tags"] = ["parameters"]
-        nb.cells = [params, new_code_cell(source)]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}
-        nbformat.write(nb, nbdir / f"{name}.ipynb")
+        tiny_notebook(nbdir / f"{name}.ipynb", source)
     monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", nbdir)
     monkeypatch.setattr(pipeline, "NOTEBOOKS", ("01_a", "02_b"))
 
