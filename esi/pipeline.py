@@ -34,6 +34,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -528,7 +529,7 @@ def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[st
             timings[name] = _run_one(name, src, dst, html_path, parameters, kernel, timeout)[1]
         return timings
     import multiprocessing as mp
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_EXCEPTION, wait
 
     # Workers are forked after papermill and nbconvert are imported here, so they start
     # without importing them again; no kernel or ZeroMQ socket exists yet to be inherited.
@@ -552,13 +553,23 @@ def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[st
             name, seconds = fut.result()
             timings[name] = seconds
     except BaseException:
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:  # a notebook still running elsewhere is stopped, not awaited
-            proc.terminate()
+        stop_pool(pool)  # a notebook still running elsewhere is stopped, not awaited
         raise
     pool.shutdown(wait=True)
     return {name: timings[name] for name, *_ in jobs}
+
+
+def stop_pool(pool: Any) -> None:
+    """Shut a local process pool or a Dask executor down without waiting (a failed or
+    interrupted run or sweep): cancel what has not started, terminate local workers still
+    running (Dask's executor cancels its running futures itself)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    if isinstance(pool, ProcessPoolExecutor):
+        pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        pool.shutdown(wait=False)
+    for proc in procs:
+        proc.terminate()
 
 
 def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,

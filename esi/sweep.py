@@ -172,12 +172,9 @@ def _run_point_report(args: tuple[int, dict[str, Any], str, str, float]
     try:
         run(params, Path(root) / folder, timeout=timeout,
             params_source=f"sweep point {index + 1}", log=lambda m: None, workers=1)
-    except RunFailed as exc:
-        row.update(status="error", error=str(exc).splitlines()[0], report="")
-        return index, row
     except Exception as exc:  # reported in its row, like a failing summary point
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
-                   report="")
+        error = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+        row.update(status="error", error=error.splitlines()[0], report="")
         return index, row
     return index, {**summarise(params), "report": f"{folder}/index.html"}
 
@@ -275,10 +272,9 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
             bar.update(1)
         bar.close()
     except BaseException:  # interrupted: stop the points still running, do not await them
-        procs = list((getattr(executor, "_processes", None) or {}).values())
-        executor.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            proc.terminate()
+        from esi.pipeline import stop_pool
+
+        stop_pool(executor)
         raise
     else:
         executor.shutdown(wait=True)

@@ -172,3 +172,35 @@ def test_interrupted_sweep_leaves_no_folder(tmp_path, registry_file, monkeypatch
                  str(tmp_path / "out")]) == 130
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_stop_pool_stops_local_pools_and_dask_executors():
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    import distributed
+
+    from esi.pipeline import stop_pool
+
+    pool = ProcessPoolExecutor(max_workers=1)
+    futures = [pool.submit(time.sleep, 30) for _ in range(5)]
+    time.sleep(0.5)
+    procs = list(pool._processes.values())
+    t = time.perf_counter()
+    stop_pool(pool)
+    for proc in procs:  # the running sleep's worker is terminated, not awaited
+        proc.join(10)
+        assert not proc.is_alive()
+    while not all(f.done() for f in futures) and time.perf_counter() - t < 10:
+        time.sleep(0.05)  # the pool's manager thread settles the futures
+    assert all(f.done() for f in futures) and time.perf_counter() - t < 10
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        executor = client.get_executor(pure=False)
+        fut = executor.submit(time.sleep, 2)
+        stop_pool(executor)  # Dask's shutdown takes no cancel_futures
+        deadline = time.monotonic() + 10
+        while not fut.cancelled() and time.monotonic() < deadline:  # cancelling is async
+            time.sleep(0.05)
+        assert fut.cancelled()
