@@ -8,7 +8,6 @@ Every function draws with matplotlib's object API and returns the Figure; none c
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -85,35 +84,7 @@ def sprite_plot(distribution: pd.DataFrame, *, ncols: int = 2,
     for ax in axes.ravel()[len(ids):]:
         ax.set_axis_off()
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=2, frameon=False)
-    with _measure_axes_once(fig):
-        return laid_out(fig, rect=(0, 0.06, 1, 1))
-
-
-@contextmanager
-def _measure_axes_once(fig: Figure):
-    # tight_layout with a rect runs its layout twice, measuring every Axes (tick labels, titles:
-    # the slow part) each time with the same renderer and nothing changed in between. Within
-    # this block each Axes remembers its measurement, so the second run reuses the first's
-    # (the same layout, measured once).
-    for ax in fig.axes:
-        measure, seen = ax.get_tightbbox, {}
-
-        def remembered(*args, _measure=measure, _seen=seen, **kwargs):
-            key = (tuple(map(id, args)), tuple(sorted(kwargs.items())))
-            try:
-                return _seen[key]
-            except TypeError:  # an unhashable argument: measure afresh
-                return _measure(*args, **kwargs)
-            except KeyError:
-                _seen[key] = _measure(*args, **kwargs)
-                return _seen[key]
-
-        ax.get_tightbbox = remembered
-    try:
-        yield
-    finally:
-        for ax in fig.axes:
-            del ax.get_tightbbox
+    return laid_out(fig, rect=(0, 0.06, 1, 1))
 
 
 def grim_plot(grim_audit: pd.DataFrame) -> Figure:
