@@ -732,7 +732,7 @@ def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]
     # each row's count of every distinct value instead of ranking every pair; the P is then
     # the arithmetic of esi.stats.nonparametric.mann_whitney_p_rows (normal approximation,
     # continuity correction), checked bit for bit in tests/test_audit.py.
-    from scipy import stats
+    from esi.stats.nonparametric import mann_whitney_p_from_u
 
     n1, n2 = a.shape[-1], b.shape[-1]
     vals = np.unique(np.concatenate([a.ravel(), b.ravel()]))
@@ -751,16 +751,7 @@ def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]
     ties = ((ca ** 3).sum(axis=1)[:, None] + (cb ** 3).sum(axis=1)[None, :]
             + 3 * (np.concatenate([ca ** 2, ca], axis=1)
                    @ np.concatenate([cb, cb ** 2], axis=1).T) - (n1 + n2)).astype(float)
-    n = n1 + n2
-    sd = np.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
-    out = {}
-    for alt in _ALTS:
-        u = {"two-sided": np.maximum(u1, n1 * n2 - u1), "greater": u1,
-             "less": n1 * n2 - u1}[alt]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (u - n1 * n2 / 2 - 0.5) / sd
-        out[alt] = np.clip(stats.norm.sf(z) * (2 if alt == "two-sided" else 1), 0, 1)
-    return out
+    return {alt: mann_whitney_p_from_u(u1, ties, n1, n2, alt) for alt in _ALTS}
 
 
 def _narrowing_p(test: str, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:

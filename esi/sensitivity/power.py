@@ -165,7 +165,7 @@ def _mann_whitney_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     (unstable, fast) argsort and the tie correction is zero. Rows with a tie, if any, go
     through :func:`~esi.stats.nonparametric.mann_whitney_p_rows`.
     """
-    from esi.stats.nonparametric import mann_whitney_p_rows
+    from esi.stats.nonparametric import mann_whitney_p_from_u, mann_whitney_p_rows
 
     n1, n2 = x.shape[1], y.shape[1]
     if min(n1, n2) <= 8:
@@ -174,11 +174,9 @@ def _mann_whitney_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     both = np.concatenate([x, y], axis=1)
     order = np.argsort(both, axis=1)
     tied = (np.diff(np.take_along_axis(both, order, axis=1), axis=1) == 0).any(axis=1)
-    # the same arithmetic as mann_whitney_p_rows with ranks 1..n and no ties (equal values)
+    # ranks 1..n and no ties (equal values) give the same U as mann_whitney_p_rows
     u1 = np.where(order < n1, np.arange(1.0, n + 1), 0.0).sum(axis=1) - n1 * (n1 + 1) / 2
-    u = np.maximum(u1, n1 * n2 - u1)
-    sd = np.sqrt(n1 * n2 / 12 * (n + 1))
-    p = np.clip(stats.norm.sf((u - n1 * n2 / 2 - 0.5) / sd) * 2, 0, 1)
+    p = mann_whitney_p_from_u(u1, 0.0, n1, n2, "two-sided")
     if tied.any() or not np.isfinite(both).all():
         bad = tied | ~np.isfinite(both).all(axis=1)
         p[bad] = mann_whitney_p_rows(x[bad], y[bad], alternative="two-sided")
