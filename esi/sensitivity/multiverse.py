@@ -173,6 +173,19 @@ def _t_sf(x: float, df: float) -> float:
     return float(special.stdtr(df, -x))
 
 
+def _two_sample_se_df(x: np.ndarray, y: np.ndarray, test: str) -> tuple[float, float]:
+    """Standard error and degrees of freedom of the mean difference: pooled variance
+    (``"student"``) or Welch-Satterthwaite (``"welch"``; df NaN when both variances are 0)."""
+    n1, n2 = x.size, y.size
+    v1, v2 = x.var(ddof=1), y.var(ddof=1)
+    if test == "student":
+        df = n1 + n2 - 2
+        return np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / df * (1 / n1 + 1 / n2)), df
+    a, b = v1 / n1, v2 / n2
+    se = np.sqrt(a + b)
+    return se, (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)) if se > 0 else np.nan
+
+
 def _mean_difference(x: np.ndarray, y: np.ndarray, test: str, alpha: float
                      ) -> tuple[float, float, float]:
     """Mean difference and its t interval, as esi.stats.mean_difference for ``test``."""
@@ -183,18 +196,10 @@ def _mean_difference(x: np.ndarray, y: np.ndarray, test: str, alpha: float
             return float(d.mean()) if n else np.nan, np.nan, np.nan
         se, df, est = d.std(ddof=1) / np.sqrt(n), n - 1, d.mean()
     else:
-        n1, n2 = x.size, y.size
-        if n1 < 2 or n2 < 2:
+        if x.size < 2 or y.size < 2:
             return np.nan, np.nan, np.nan
-        v1, v2 = x.var(ddof=1), y.var(ddof=1)
         est = x.mean() - y.mean()
-        if test == "student":
-            df = n1 + n2 - 2
-            se = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / df * (1 / n1 + 1 / n2))
-        else:
-            a, b = v1 / n1, v2 / n2
-            se = np.sqrt(a + b)
-            df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1)) if se > 0 else np.nan
+        se, df = _two_sample_se_df(x, y, test)
     if not se > 0:
         return float(est), np.nan, np.nan
     q = _t_ppf(1 - alpha / 2, df) * se
@@ -208,19 +213,11 @@ def _continuous_p(x: np.ndarray, y: np.ndarray, test: str, mean_ci) -> float:
         if not np.isfinite(lo):
             return np.nan
         # the t statistic from the interval: est / se, df implied by the interval's quantile
-        n1, n2 = x.size, y.size
         if test == "paired_t":
             d = x - y
             t, df = d.mean() / (d.std(ddof=1) / np.sqrt(d.size)), d.size - 1
         else:
-            v1, v2 = x.var(ddof=1), y.var(ddof=1)
-            if test == "student":
-                df = n1 + n2 - 2
-                se = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / df * (1 / n1 + 1 / n2))
-            else:
-                a, b = v1 / n1, v2 / n2
-                se = np.sqrt(a + b)
-                df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1))
+            se, df = _two_sample_se_df(x, y, test)
             t = est / se
         return float(2 * _t_sf(abs(t), df))
     if test == "mann_whitney":
