@@ -2,7 +2,8 @@
 
 ``requirements.lock`` is the source of truth: every package of the environment at an exact
 version. ``environment.yml`` names the same packages at the same versions: the project's direct
-dependencies as conda-forge packages, the rest in its ``pip:`` section.
+dependencies and every compiled package as conda-forge packages (:data:`CONDA_PACKAGES`), the
+pure-Python rest in its ``pip:`` section.
 ``python -m esi.environment --write`` regenerates it; ``tests/test_environment.py`` fails
 when the two drift apart.
 """
@@ -13,22 +14,35 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["parse_lock", "parse_environment", "render_environment", "CONDA_PACKAGES"]
+__all__ = ["parse_lock", "parse_environment", "render_environment", "normalize_name",
+           "CONDA_PACKAGES"]
 
-#: Direct dependencies installed from conda-forge (conda name -> pip name).
+#: Packages installed from conda-forge (conda name -> pip name): the direct dependencies, and
+#: every package of the lock that pip would install as a compiled (platform) wheel, so that
+#: conda, not pip, provides the compiled libraries (a compiled package in the ``pip:`` section
+#: would overwrite conda's build of it). The rest are pure-Python and stay in ``pip:``.
 CONDA_PACKAGES: dict[str, str] = {
+    # direct dependencies (pyproject.toml)
     "numpy": "numpy", "pandas": "pandas", "scipy": "scipy", "statsmodels": "statsmodels",
     "pingouin": "pingouin", "matplotlib-base": "matplotlib", "seaborn": "seaborn",
     "papermill": "papermill", "nbconvert": "nbconvert", "nbclient": "nbclient",
     "ipykernel": "ipykernel", "pyyaml": "PyYAML", "openpyxl": "openpyxl", "pyarrow": "pyarrow",
     "tqdm": "tqdm", "dask": "dask", "distributed": "distributed", "jupyterlab": "jupyterlab",
     "pytest": "pytest", "nbval": "nbval", "hypothesis": "hypothesis", "ruff": "ruff",
+    # compiled dependencies of those (platform wheels in the pip lock)
+    "argon2-cffi-bindings": "argon2-cffi-bindings", "cffi": "cffi",
+    "charset-normalizer": "charset-normalizer", "contourpy": "contourpy",
+    "coverage": "coverage", "debugpy": "debugpy", "fonttools": "fonttools",
+    "kiwisolver": "kiwisolver", "markupsafe": "MarkupSafe", "msgpack-python": "msgpack",
+    "pillow": "pillow", "psutil": "psutil", "pyzmq": "pyzmq", "rpds-py": "rpds-py",
+    "scikit-learn": "scikit-learn", "tornado": "tornado", "wcwidth": "wcwidth", "wrapt": "wrapt",
 }
 
 _PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)")
 
 
-def _norm(name: str) -> str:
+def normalize_name(name: str) -> str:
+    """A package name in its normalised form (PEP 503: runs of -_. as one -, lower case)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -38,7 +52,7 @@ def parse_lock(text: str) -> dict[str, str]:
     for line in text.splitlines():
         m = _PIN.match(line.strip())
         if m:
-            out[_norm(m.group(1))] = m.group(2)
+            out[normalize_name(m.group(1))] = m.group(2)
     return out
 
 
@@ -49,18 +63,18 @@ def parse_environment(text: str) -> dict[str, str]:
 
     env = yaml.safe_load(text)
     out: dict[str, str] = {}
-    conda_to_pip = {k: _norm(v) for k, v in CONDA_PACKAGES.items()}
+    conda_to_pip = {k: normalize_name(v) for k, v in CONDA_PACKAGES.items()}
     for dep in env.get("dependencies", []):
         if isinstance(dep, dict):
             for line in dep.get("pip", []):
                 m = _PIN.match(line)
                 if m:
-                    out[_norm(m.group(1))] = m.group(2)
+                    out[normalize_name(m.group(1))] = m.group(2)
             continue
         name, _, version = str(dep).partition("=")
         if name in ("python", "pip"):
             continue
-        out[conda_to_pip.get(name, _norm(name))] = version.lstrip("=")
+        out[conda_to_pip.get(name, normalize_name(name))] = version.lstrip("=")
     return out
 
 
@@ -68,7 +82,7 @@ def render_environment(lock_text: str) -> str:
     """The ``environment.yml`` text for the packages of ``lock_text``."""
     lock = parse_lock(lock_text)
     conda = []
-    pip_names = {_norm(v): k for k, v in CONDA_PACKAGES.items()}
+    pip_names = {normalize_name(v): k for k, v in CONDA_PACKAGES.items()}
     for pip_name, conda_name in sorted(pip_names.items()):
         if pip_name in lock:
             conda.append(f"  - {conda_name}={lock[pip_name]}")
