@@ -14,12 +14,21 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 setup: $(STAMP)
 
+# pip's own lines are shown as progress, less the noise of this machine's pip configuration
+PIP_NOISE := is ignored: it is neither a file nor a directory|^Requirement already satisfied|^Looking in
 $(STAMP): requirements.lock pyproject.toml
+	@echo "esi set-up 1/4: virtual environment $(VENV) (Python: $(PYTHON))"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name esi --display-name "Python (esi)" >/dev/null
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+	@echo "esi set-up 2/4: the $$(grep -c '==' requirements.lock) exact versions of requirements.lock (about 2 minutes on a fresh machine)"
+	@set -o pipefail; $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off \
+		-r requirements.lock 2>&1 | { grep -v -E "$(PIP_NOISE)" || true; }
+	@echo "esi set-up 3/4: the esi package (editable)"
+	@PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet \
+		--disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 \
+		| { grep -v -E "$(PIP_NOISE)" || true; }
+	@echo "esi set-up 4/4: the Jupyter kernel \"Python (esi)\""
+	@$(BIN)/python -m ipykernel install --sys-prefix --name esi --display-name "Python (esi)" >/dev/null
 	@mkdir -p $(MPLCONFIGDIR)
 	@touch $(STAMP)
 
