@@ -52,7 +52,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     name = printable(args.file)
     if report.problems:
         n_priv = sum(p.privacy for p in report.problems)
-        print(f"{name}: {len(report.problems)} problem(s) in {report.n_rows} row(s)"
+        rows = f" in {report.n_rows} row(s)" if report.n_rows else "; no row was read"
+        print(f"{name}: {len(report.problems)} problem(s){rows}"
               + (f", {n_priv} of them privacy problem(s)" if n_priv else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"{name}: valid ({report.n_rows} patients, sha256 {report.sha256[:12]}...)")

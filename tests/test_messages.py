@@ -63,6 +63,7 @@ def test_stray_quote_names_line_column_and_rule_and_echoes_no_row(tmp_path, caps
     assert code == 2
     assert f"{path}: line 4: column {column}: [unbalanced-quote]" in text
     assert f"runs on to line {len(lines)}" in text
+    assert f"{path}: 1 problem(s); no row was read" in text
     assert len(text.splitlines()) == 2  # the problem and the summary line, nothing else
     _no_row_echoed(text, lines)
     for pid in ("T004", "T005", "T006", "T007", "T008"):  # the rows it swallowed
