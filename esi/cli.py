@@ -32,6 +32,7 @@ def _require(module: str, feature: str) -> bool:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from esi.text import printable
     from esi.validate import validate_file
 
     kwargs = {}
@@ -40,18 +41,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.redcap_dictionary is not None:
         kwargs["redcap_dictionary"] = args.redcap_dictionary
     try:
-        report = validate_file(args.file, **kwargs)
+        report = validate_file(args.file, sheet=args.sheet, **kwargs)
     except ValueError as exc:  # a bad mapping file
-        print(f"esi validate: {exc}", file=sys.stderr)
+        print(printable(f"esi validate: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     for p in report.problems:
         print(p)
+    if report.sheet_note:
+        print(report.sheet_note, file=sys.stderr)
+    name = printable(args.file)
     if report.problems:
         n_priv = sum(p.privacy for p in report.problems)
-        print(f"{args.file}: {len(report.problems)} problem(s) in {report.n_rows} row(s)"
+        rows = f" in {report.n_rows} row(s)" if report.n_rows else "; no row was read"
+        print(f"{name}: {len(report.problems)} problem(s){rows}"
               + (f", {n_priv} of them privacy problem(s)" if n_priv else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"{args.file}: valid ({report.n_rows} patients, sha256 {report.sha256[:12]}...)")
+    print(f"{name}: valid ({report.n_rows} patients, sha256 {report.sha256[:12]}...)")
     return EXIT_OK
 
 
@@ -91,7 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     return run_cli(params=args.params, data=args.data, out=args.out,
                    synthetic=args.synthetic, timeout=args.timeout, mapping=args.mapping,
-                   workers=args.workers)
+                   workers=args.workers, sheet=args.sheet)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -107,18 +112,29 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_multiverse(args: argparse.Namespace) -> int:
     if not _require("esi.sensitivity", "`esi multiverse` (sensitivity analyses, issue #7)"):
         return EXIT_UNAVAILABLE
+    from esi.io import RegistryError
     from esi.params import ParameterError, load_params
-    from esi.paths import REPORTS_DIR
+    from esi.paths import REPORTS_DIR, resolve
     from esi.pipeline import notebook_extra
     from esi.sensitivity import run_multiverse
+    from esi.text import printable
+    from esi.validate import check_run_registry
 
     try:
         params = load_params(args.params, extra=notebook_extra())
     except ParameterError as exc:
-        print(f"esi multiverse: {exc}", file=sys.stderr)
+        print(printable(f"esi multiverse: {exc}"), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if check_run_registry(resolve(params["data_path"]),
+                          resolve(params["mapping"]) if params["mapping"] else None,
+                          params["sheet"], prog="esi multiverse") != EXIT_OK:
         return EXIT_BAD_INPUT
     out = Path(args.out) if args.out else REPORTS_DIR / "multiverse"
-    path = run_multiverse(params, out)
+    try:
+        path = run_multiverse(params, out)
+    except RegistryError as exc:  # the file changed since it was checked
+        print(printable(f"esi multiverse: {exc}"), file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -158,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", metavar="FILE", default=None,
                    help="YAML mapping from your column names and codes to the schema's "
                         "(see params/mapping.example.yaml)")
+    p.add_argument("--sheet", metavar="NAME", default=None,
+                   help="sheet of an Excel registry (default: the mapping's sheet:, else the "
+                        "first); overrides the parameter sheet")
     p.add_argument("--synthetic", action="store_true",
                    help="treat --data as synthetic (row-level output allowed); any file other "
                         "than the shipped synthetic registry is treated as real otherwise")
@@ -203,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YAML mapping from your column names and codes to the schema's")
     p.add_argument("--redcap-dictionary", metavar="FILE", default=None,
                    help="REDCap data dictionary CSV (FILE is then the records export)")
+    p.add_argument("--sheet", metavar="NAME", default=None,
+                   help="sheet of an Excel file (default: the mapping's sheet:, else the "
+                        "first; a workbook of several sheets says which was read)")
 
     p = add("synth", "generate the synthetic registry",
             "Generate the synthetic ESI registry (slightly under 500 patients) whose default "

@@ -24,10 +24,14 @@ Keys (all optional; any other key is an error)::
     date_format: "%d/%m/%Y"   # strptime format of the user's dates (converted to ISO)
     missing: ["-99"]    # extra cell texts meaning missing, in every column
     redcap_dictionary: ../exports/dictionary.csv   # the input is a REDCap records export
+    delimiter: ";"      # field delimiter of a CSV file (default ","), e.g. European Excel
+    decimal: ","        # decimal mark of the numbers (default "."), e.g. 12,5
+    sheet: Patients     # the sheet of an Excel file (default the first; --sheet wins)
 
 Every scalar is read as text (YAML's ``yes``/``no``/``1`` stay strings), YAML anchors
-(``&grades`` / ``*grades``) may share a code list between columns, and a key written twice is an
-error. Columns whose names already are schema names need no entry. Codes are matched exactly
+(``&grades`` / ``*grades``) may share a code list between columns (flat only: an alias may not
+stand inside an anchored value, and aliases may repeat at most 10,000 values in all, so that no
+mapping can expand into a huge one), and a key written twice is an error. Columns whose names already are schema names need no entry. Codes are matched exactly
 (case and spaces inside the code count; surrounding spaces do not). When a column has codes,
 every non-missing value must have an entry.
 
@@ -55,7 +59,9 @@ import pandas as pd
 import yaml
 
 from esi.deid import IDENTIFIER_KINDS, identifier_by_content, identifier_by_name
+from esi.params import FlatAliasLoader, YamlFileError, read_yaml
 from esi.schema import SCHEMA
+from esi.text import excerpt, printable
 from esi.validate import Problem, RawTable, read_raw
 
 __all__ = [
@@ -72,7 +78,10 @@ __all__ = [
 ]
 
 #: The keys a mapping file may hold.
-MAPPING_KEYS = ("columns", "codes", "drop", "date_format", "missing", "redcap_dictionary")
+MAPPING_KEYS = ("columns", "codes", "drop", "date_format", "missing", "redcap_dictionary",
+                "delimiter", "decimal", "sheet")
+#: Field delimiters a mapping's ``delimiter`` may name.
+DELIMITERS = (",", ";", "\t", "|")
 #: Name under ``codes:`` for the code list shared by every boolean column.
 BOOLEAN_CODES = "boolean"
 
@@ -99,6 +108,13 @@ class Mapping:
     redcap_dictionary : pathlib.Path or None
         The REDCap data dictionary (resolved from the mapping file's folder) when the input
         is a REDCap records export.
+    delimiter : str
+        Field delimiter of a CSV input (one of :data:`DELIMITERS`).
+    decimal : str
+        Decimal mark of the numbers, ``"."`` or ``","`` (``12,5`` is then read as 12.5 in the
+        number and integer columns).
+    sheet : str or None
+        The sheet of an Excel input; ``None`` for the first.
     """
 
     source: str
@@ -108,6 +124,9 @@ class Mapping:
     date_format: str | None = None
     missing: tuple[str, ...] = ()
     redcap_dictionary: Path | None = None
+    delimiter: str = ","
+    decimal: str = "."
+    sheet: str | None = None
 
     def code_map(self, schema_column: str) -> tuple[str, dict[str, str]] | None:
         """The codes that apply to ``schema_column``: ``(key under codes:, map)`` or ``None``."""
@@ -127,8 +146,9 @@ class _DuplicateKey(Exception):
         self.key, self.first, self.second = key, first, second
 
 
-class _StrictLoader(yaml.BaseLoader):
-    """Every scalar a string; a key written twice in one mapping is an error."""
+class _StrictLoader(FlatAliasLoader):
+    """Every scalar a string; a key written twice in one mapping is an error; aliases flat
+    only (:class:`esi.params.FlatAliasLoader`)."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode,
@@ -151,7 +171,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def _fail(src: str, key: str, rule: str) -> ValueError:
-    return ValueError(f"{src}: {key}: {rule}")
+    return ValueError(printable(f"{src}: {key}: {rule}"))
 
 
 def _str_list(src: str, key: str, value: object) -> tuple[str, ...]:
@@ -212,23 +232,21 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
         column, two user columns mapped to one schema column, a code that the schema column
         does not allow, a column both mapped and dropped, a column whose name suggests a direct
         identifier in ``columns`` or ``drop``, a ``date_format`` that does not read back a full
-        date.
+        date, bytes that are not UTF-8 or an alias that nests (with the line), a
+        ``delimiter``, ``decimal`` or ``sheet`` that is not one of the allowed texts.
     """
     src = str(path)
     p = Path(path)
     if not p.is_file():
         raise _fail(src, "(file)", "no such mapping file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(src, "(file)", f"cannot be read as UTF-8 text: {exc}") from None
-    try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - BaseLoader subclass
+        doc = read_yaml(p, "mapping file", loader=_StrictLoader)
     except _DuplicateKey as dup:
         raise _fail(src, dup.key, f"key written twice (lines {dup.first} and {dup.second})"
                     ) from None
-    except yaml.YAMLError as exc:
-        raise _fail(src, "(file)", f"not valid YAML: {exc}") from None
+    except YamlFileError as exc:
+        raise _fail(src, "(file)", exc.rule + (f" ({exc.where})" if exc.where else "")
+                    ) from None
     if doc is None:
         raise _fail(src, "(file)", "the mapping is empty; expected some of the keys "
                     + ", ".join(MAPPING_KEYS))
@@ -319,8 +337,23 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
         rp = Path(os.path.expanduser(redcap))
         redcap_path = rp if rp.is_absolute() else (p.parent / rp).resolve()
 
+    delimiter = doc.get("delimiter", ",")
+    if delimiter not in DELIMITERS:
+        raise _fail(src, "delimiter", "must be one of "
+                    + ", ".join(repr(d) for d in DELIMITERS) + " (one character)")
+    decimal = doc.get("decimal", ".")
+    if decimal not in (".", ","):
+        raise _fail(src, "decimal", "must be \".\" or \",\"")
+    if decimal == "," and delimiter == ",":
+        raise _fail(src, "decimal", "a decimal comma needs another field delimiter, e.g. "
+                                    "delimiter: \";\"")
+    sheet = doc.get("sheet")
+    if sheet is not None and (not isinstance(sheet, str) or not sheet):
+        raise _fail(src, "sheet", "must be the name of a sheet of the Excel file")
+
     return Mapping(source=src, columns=columns, codes=codes, drop=drop,
-                   date_format=date_format, missing=missing, redcap_dictionary=redcap_path)
+                   date_format=date_format, missing=missing, redcap_dictionary=redcap_path,
+                   delimiter=delimiter, decimal=decimal, sheet=sheet)
 
 
 # --- applying it ----------------------------------------------------------------------------
@@ -348,8 +381,10 @@ def _cell_text(v: object) -> str:
 
 
 def _short(v: object) -> str:
-    s = str(v)
-    return s if len(s) <= 60 else s[:57] + "..."
+    return excerpt(v, escape=False)
+
+
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 
 
 def apply_mapping(table: RawTable, mapping: Mapping,
@@ -381,6 +416,9 @@ def apply_mapping(table: RawTable, mapping: Mapping,
         * ``unmapped-code`` - a value with no entry in the column's codes (left as read, so
           validation reports it against the schema too);
         * ``date-format`` - a date that does not match ``date_format`` (left as read).
+
+        With ``decimal: ","`` a text such as ``12,5`` in a number or integer column becomes
+        ``12.5`` before validation.
 
     Notes
     -----
@@ -459,6 +497,11 @@ def apply_mapping(table: RawTable, mapping: Mapping,
                         label, "unmapped-code", f"no entry for this value under "
                         f"codes.{key} of {src}{where}", line=line, patient_id=pid_of(r),
                         column=name, value=_short(t)))
+        if SCHEMA[name].dtype in ("number", "integer") and mapping.decimal == ",":
+            for r in rows:
+                v = r[j]
+                if isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip()):
+                    r[j] = v.strip().replace(",", ".")
         if SCHEMA[name].dtype == "date" and mapping.date_format:
             for r, line in zip(rows, table.lines, strict=True):
                 v = r[j]
@@ -476,7 +519,7 @@ def apply_mapping(table: RawTable, mapping: Mapping,
                         f"{mapping.date_format!r} of {src}{where}", line=line,
                         patient_id=pid_of(r), column=name, value=_short(t)))
     problems.sort(key=lambda q: q.line or 0)
-    return RawTable(new_header, rows, list(table.lines)), problems
+    return RawTable(new_header, rows, list(table.lines), table.sheet, table.sheets), problems
 
 
 # --- REDCap ---------------------------------------------------------------------------------
@@ -578,7 +621,8 @@ def _read_dictionary(path: Path, label: str) -> tuple[dict[str, _Field] | None,
 
 def read_redcap(records_path: str | os.PathLike[str],
                 dictionary_path: str | os.PathLike[str], label: str | None = None,
-                labels: bool = True) -> tuple[RawTable | None, list[Problem]]:
+                labels: bool = True, *, delimiter: str = ",",
+                sheet: str | None = None) -> tuple[RawTable | None, list[Problem]]:
     """Read a REDCap records export (raw codes) with its data dictionary, read-only.
 
     Parameters
@@ -594,6 +638,8 @@ def read_redcap(records_path: str | os.PathLike[str],
         Name of the records file in problems (default: ``str(records_path)``).
     labels
         Decode coded fields (below). ``False`` keeps REDCap's raw codes everywhere.
+    delimiter, sheet
+        How to read the records file (:func:`esi.validate.read_raw`).
 
     Returns
     -------
@@ -630,7 +676,7 @@ def read_redcap(records_path: str | os.PathLike[str],
     problems += more
     if fields is None or data is None:
         return None, problems
-    table, more = read_raw(rpath, data, label)
+    table, more = read_raw(rpath, data, label, delimiter=delimiter, sheet=sheet)
     problems += more
     if table is None:
         return None, problems
@@ -723,7 +769,8 @@ def read_redcap(records_path: str | os.PathLike[str],
                                         value=_short(v)))
         out_rows.append([r[i] for i in keep])
     problems.sort(key=lambda q: q.line or 0)
-    return RawTable([header[i] for i in keep], out_rows, lines), problems
+    return RawTable([header[i] for i in keep], out_rows, lines, table.sheet,
+                    table.sheets), problems
 
 
 def _merge_events(rows: list[list[str]], lines: list[int], header: list[str],
@@ -781,7 +828,8 @@ def _merge_events(rows: list[list[str]], lines: list[int], header: list[str],
                 elif v != chosen[0]:
                     problems.append(Problem(
                         label, "redcap-event-conflict",
-                        f"record {key!r} has {chosen[0]!r} in the event on line {chosen[1]} "
+                        f"record {_short(key)!r} has {_short(chosen[0])!r} in the event on "
+                        f"line {chosen[1]} "
                         "and another value here; a field must be filled in one event only",
                         line=lines[k], patient_id=key or None, column=name, value=_short(v)))
             if chosen is not None:
@@ -819,7 +867,7 @@ class ImportResult:
 
 def load_table(path: str | os.PathLike[str], mapping: str | os.PathLike[str] | Mapping |
                None = None, redcap_dictionary: str | os.PathLike[str] | None = None,
-               label: str | None = None) -> ImportResult:
+               label: str | None = None, sheet: str | None = None) -> ImportResult:
     """Read one registry input (CSV, Parquet, Excel or REDCap) and apply a mapping.
 
     Parameters
@@ -834,6 +882,8 @@ def load_table(path: str | os.PathLike[str], mapping: str | os.PathLike[str] | M
         given the file is read as a plain table.
     label
         Name of the input in problems (default ``str(path)``).
+    sheet
+        The sheet of an Excel input; default the mapping's ``sheet``, else the first.
 
     Returns
     -------
@@ -851,14 +901,18 @@ def load_table(path: str | os.PathLike[str], mapping: str | os.PathLike[str] | M
         (m.redcap_dictionary if m is not None else None)
     files = [Path(path)] + ([Path(dictionary)] if dictionary is not None else []) + \
         ([Path(m.source)] if m is not None else [])
+    delimiter = m.delimiter if m is not None else ","
+    if sheet is None and m is not None:
+        sheet = m.sheet
     if dictionary is not None:
-        table, problems = read_redcap(path, dictionary, label=label)
+        table, problems = read_redcap(path, dictionary, label=label, delimiter=delimiter,
+                                      sheet=sheet)
     else:
         p = Path(path)
         data, problems = _read_bytes(p, label)
         table = None
         if data is not None:
-            table, more = read_raw(p, data, label)
+            table, more = read_raw(p, data, label, delimiter=delimiter, sheet=sheet)
             problems += more
     if table is not None and m is not None:
         table, more = apply_mapping(table, m, label)

@@ -42,7 +42,8 @@ class RegistryError(ValueError):
 
 
 def read_registry(path: str | os.PathLike[str],
-                  mapping: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+                  mapping: str | os.PathLike[str] | None = None,
+                  sheet: str | None = None) -> pd.DataFrame:
     """Read and validate a registry file (CSV, Parquet, Excel, or a REDCap export).
 
     Parameters
@@ -53,6 +54,8 @@ def read_registry(path: str | os.PathLike[str],
         A YAML mapping from the file's column names and codes to the schema's
         (``params/mapping.example.yaml``); it may name a REDCap data dictionary, and the file
         is then read as a REDCap records export.
+    sheet
+        The sheet of an Excel file (default: the mapping's ``sheet``, else the first).
 
     Returns
     -------
@@ -70,7 +73,8 @@ def read_registry(path: str | os.PathLike[str],
     from esi.paths import resolve
 
     p = resolve(path)
-    report = validate_file(p, mapping=resolve(mapping) if mapping is not None else None)
+    report = validate_file(p, mapping=resolve(mapping) if mapping is not None else None,
+                           sheet=sheet)
     if not report.ok:
         raise RegistryError(report)
     registry = report.registry

@@ -4,6 +4,11 @@
 :data:`DEFAULTS` is the analysis that reproduces the paper; ``params/default.yaml`` states the
 same values (a test keeps them equal). :func:`load_params` reads a YAML file, fills defaults and
 checks every value, raising ``ValueError`` naming the file, the parameter and the rule.
+
+:func:`read_yaml` is the one reader of the project's YAML inputs (parameter, grid and mapping
+files): UTF-8 only, and no anchor or alias (``&name`` / ``*name``) in parameter and grid files,
+so that no file can expand into a huge value ("billion laughs"); a mistake is a
+:class:`YamlFileError` naming the file, the line and the rule.
 """
 
 from __future__ import annotations
@@ -14,14 +19,18 @@ from typing import Any
 
 import yaml
 
+from esi.text import printable
+
 __all__ = ["DEFAULTS", "CHOICES", "MICE_TESTS", "MICE_BINARY_TESTS", "SENSITIVITY_DEFAULTS",
            "MULTIVERSE_GRID", "MULTIVERSE_PARAMS", "NOTEBOOK_EXTRA", "load_params",
-           "check_params", "ParameterError"]
+           "check_params", "ParameterError", "YamlFileError", "read_yaml", "NoAliasLoader",
+           "FlatAliasLoader"]
 
 #: Default parameters (the paper's analysis as reconstructed; see README "Analytic choices").
 DEFAULTS: dict[str, Any] = {
     "data_path": "data/synthetic/esi_registry_synthetic.csv",
     "mapping": None,
+    "sheet": None,
     "run_dir": "",
     "synthetic": None,
     "seed": 2025,
@@ -94,6 +103,158 @@ class ParameterError(ValueError):
     """A parameter value breaks its rule; the message names the source, parameter and rule."""
 
 
+class YamlFileError(ParameterError):
+    """A YAML input cannot be read: ``"<file>: line L, column C: <rule>"``.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    rule : str
+        What is wrong, in words.
+    line, column : int or None
+        Where (1-based; ``None`` for a problem of the whole file).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], rule: str, line: int | None = None,
+                 column: int | None = None):
+        self.path, self.rule, self.line, self.column = str(path), rule, line, column
+        super().__init__(f"{printable(self.path)}: {self.where + ': ' if self.where else ''}"
+                         f"{printable(rule)}")
+
+    @property
+    def where(self) -> str:
+        """``"line L, column C"``, ``"line L"`` or ``""``."""
+        if self.line is None:
+            return ""
+        return f"line {self.line}" + (f", column {self.column}" if self.column else "")
+
+
+class _Refused(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark, problem: str):
+        super().__init__(problem)
+        self.problem_mark, self.problem, self.context = mark, problem, None
+
+
+class _AliasGuard:
+    """Composer rule on anchors (``&name``) and aliases (``*name``) of a YAML loader.
+
+    ``alias_budget = None`` refuses every anchor and alias. A number allows *flat* aliases
+    only: an alias may not stand inside an anchored value (so aliases never nest, which is
+    what makes "billion laughs" files expand exponentially, and no value refers to itself),
+    and all aliases together may repeat at most ``alias_budget`` YAML nodes.
+    """
+
+    alias_budget: int | None = None
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)  # type: ignore[call-arg]
+        self._open_anchors: list[str] = []
+        self._anchor_sizes: dict[str, int] = {}
+        self._repeated = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()  # type: ignore[attr-defined]
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent):
+            if self.alias_budget is None:
+                raise _Refused(event.start_mark, f"the alias *{anchor} is refused: parameter "
+                               "and grid files may not use YAML anchors and aliases (&name, "
+                               "*name), which can expand into huge values; write the values "
+                               "out")
+            if self._open_anchors:
+                raise _Refused(event.start_mark, f"the alias *{anchor} stands inside the "
+                               f"anchored value &{self._open_anchors[-1]}; aliases may not "
+                               "nest (nested aliases can expand into huge values)")
+            self._repeated += self._anchor_sizes.get(anchor, 0)
+            if self._repeated > self.alias_budget:
+                raise _Refused(event.start_mark, f"the aliases repeat more than "
+                               f"{self.alias_budget} values; write the values out")
+            return super().compose_node(parent, index)  # type: ignore[misc]
+        if anchor is None:
+            return super().compose_node(parent, index)  # type: ignore[misc]
+        if self.alias_budget is None:
+            raise _Refused(event.start_mark, f"the anchor &{anchor} is refused: parameter and "
+                           "grid files may not use YAML anchors and aliases (&name, *name), "
+                           "which can expand into huge values; write the values out")
+        self._open_anchors.append(anchor)
+        try:
+            node = super().compose_node(parent, index)  # type: ignore[misc]
+        finally:
+            self._open_anchors.pop()
+        self._anchor_sizes[anchor] = _node_count(node)
+        return node
+
+
+def _node_count(node: yaml.Node) -> int:
+    if isinstance(node, yaml.SequenceNode):
+        return 1 + sum(_node_count(n) for n in node.value)
+    if isinstance(node, yaml.MappingNode):
+        return 1 + sum(_node_count(k) + _node_count(v) for k, v in node.value)
+    return 1
+
+
+class NoAliasLoader(_AliasGuard, yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses every anchor and alias (parameter and grid files)."""
+
+
+class FlatAliasLoader(_AliasGuard, yaml.BaseLoader):
+    """``yaml.BaseLoader`` (every scalar a string) that allows flat aliases only, repeating
+    at most 10,000 YAML nodes in all (mapping files, whose code lists may be shared)."""
+
+    alias_budget = 10_000
+
+
+def read_yaml(path: str | os.PathLike[str], what: str = "parameter file",
+              loader: type = NoAliasLoader) -> Any:
+    """Read one YAML file: UTF-8 text, parsed with ``loader`` (default: no anchors/aliases).
+
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        What the file is, for messages ("parameter file", "grid file", "mapping file").
+    loader
+        A PyYAML loader class; :class:`NoAliasLoader` or :class:`FlatAliasLoader` (or a
+        subclass of either).
+
+    Returns
+    -------
+    object
+        The document (``None`` for an empty file).
+
+    Raises
+    ------
+    YamlFileError
+        The file cannot be read, is not UTF-8 (the line of the first bad byte), is not valid
+        YAML, or holds a refused anchor or alias (line and column of the mark).
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise YamlFileError(p, f"cannot read the {what} ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = data[exc.start: exc.end].hex(" ")
+        raise YamlFileError(p, f"byte(s) {bad} are not UTF-8 text; save the {what} as UTF-8",
+                            line, column) from None
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader/BaseLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        rule = problem if isinstance(exc, _Refused) else \
+            f"not valid YAML: {problem}" + (f" ({context})" if context else "")
+        raise YamlFileError(p, rule, None if mark is None else mark.line + 1,
+                            None if mark is None else mark.column + 1) from None
+
+
 def check_params(params: dict[str, Any], source: str = "parameters",
                  extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Fill defaults and check every parameter.
@@ -161,6 +322,9 @@ def check_params(params: dict[str, Any], source: str = "parameters",
     if out["mapping"] is not None and (not isinstance(out["mapping"], str)
                                        or not out["mapping"]):
         raise bad("mapping", "must be the path of a YAML column mapping, or null")
+    if out["sheet"] is not None and (not isinstance(out["sheet"], str) or not out["sheet"]):
+        raise bad("sheet", "must be the name of a sheet of the Excel registry, or null for "
+                           "the first sheet")
     if not isinstance(out["data_path"], str) or not out["data_path"]:
         raise bad("data_path", "must be a file path")
     from esi.schema import SCHEMA
@@ -194,14 +358,7 @@ def load_params(path: str | os.PathLike[str] | None = None,
     from esi.paths import DEFAULT_PARAMS, resolve
 
     p = resolve(path) if path is not None else DEFAULT_PARAMS
-    try:
-        text = Path(p).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ParameterError(f"{p}: cannot read the parameter file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"{p}: not valid YAML: {exc}") from None
+    data = read_yaml(p, "parameter file") or {}
     if not isinstance(data, dict):
         raise ParameterError(f"{p}: must hold 'name: value' lines, found a "
                              f"{type(data).__name__}")

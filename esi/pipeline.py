@@ -94,7 +94,7 @@ PROVENANCE_PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "pingouin", "m
                        "seaborn", "papermill", "nbconvert", "nbclient", "ipykernel", "pyyaml")
 
 #: The last registry read by an in-memory Analysis (persist=False), keyed by path, SHA-256,
-#: mapping and synthetic flag: the points of a sweep share one read per process.
+#: mapping, sheet and synthetic flag: the points of a sweep share one read per process.
 _REGISTRIES: dict[tuple[Any, ...], pd.DataFrame] = {}
 
 #: Unpaired counterpart of each paired test (comparisons without pairs).
@@ -106,7 +106,7 @@ ROW_LEVEL_COLUMNS = ("treated", "control", "y_treated", "y_control", "patient_id
 #: Real data: counts below this are suppressed in every table and figure.
 SMALL_CELL_THRESHOLD = 5
 
-_COHORT_KEYS = ("data_path", "mapping")
+_COHORT_KEYS = ("data_path", "mapping", "sheet")
 _MATCH_KEYS = _COHORT_KEYS + ("covariates", "distance", "method", "ratio", "caliper",
                               "replace", "exact", "seed")
 
@@ -210,10 +210,11 @@ class Analysis:
         are reduced and patient ids pseudonymised first (:mod:`esi.deid`)."""
         def compute() -> pd.DataFrame:
             key = (str(self.data_path), self.data_sha256, self.params["mapping"],
-                   self.synthetic)
+                   self.params["sheet"], self.synthetic)
             if key in _REGISTRIES:  # sweep points in one process read the file once
                 return _REGISTRIES[key].copy()
-            reg = read_registry(self.data_path, mapping=self.params["mapping"])
+            reg = read_registry(self.data_path, mapping=self.params["mapping"],
+                                sheet=self.params["sheet"])
             if not self.synthetic:
                 from esi.deid import protect_registry
 
@@ -433,6 +434,42 @@ def _kernel_name() -> str:
     return KERNEL_NAME if KERNEL_NAME in specs else "python3"
 
 
+_KERNEL_FIX = ("reinstall it from the project folder with `make setup`, or `.venv/bin/python -m "
+               "ipykernel install --sys-prefix --name esi --display-name \"Python (esi)\"`")
+
+
+def _kernel_spec(name: str) -> Any:
+    """The kernel spec of ``name``, or the exception saying why it cannot be read."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        return KernelSpecManager().get_kernel_spec(name)
+    except Exception as exc:  # noqa: BLE001 - a missing or unreadable kernel.json
+        return exc
+
+
+def kernel_problem(name: str) -> str | None:
+    """Why the Jupyter kernel ``name`` cannot start (its spec is missing or unreadable, or
+    its program does not exist or cannot be run), with what to do; ``None`` when its spec
+    looks sound. A kernel that starts and dies is caught when a notebook starts it
+    (:class:`KernelFailed`)."""
+    spec = _kernel_spec(name)
+    if isinstance(spec, Exception):
+        return (f"the Jupyter kernel {name!r} cannot be used ({type(spec).__name__}); "
+                f"{_KERNEL_FIX}")
+    program = spec.argv[0] if spec.argv else ""
+    if not (shutil.which(program) if program else None):
+        return (f"the Jupyter kernel {name!r} ({os.path.join(spec.resource_dir, 'kernel.json')})"
+                f" is broken: its program {program or '(none)'!r} does not exist or cannot be "
+                f"run; {_KERNEL_FIX}")
+    return None
+
+
+class KernelFailed(RunFailed):
+    """The Jupyter kernel of ``esi run`` did not start (exit code 2: a broken installation,
+    not a failed analysis)."""
+
+
 def _git_commit() -> dict[str, Any]:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
@@ -505,6 +542,18 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
     except PapermillExecutionError as exc:
         raise RunFailed(f"{src.name}: cell {exc.exec_count} raised {exc.ename}: "
                         f"{exc.evalue}") from None
+    except (RuntimeError, OSError) as exc:
+        spec = _kernel_spec(kernel)
+        program = None if isinstance(spec, Exception) or not spec.argv else spec.argv[0]
+        if isinstance(exc, RuntimeError) and "died before replying to kernel_info" in str(exc) \
+                or isinstance(exc, OSError) and exc.filename is not None \
+                and exc.filename == program:
+            where = "" if isinstance(spec, Exception) else \
+                f" ({os.path.join(spec.resource_dir, 'kernel.json')})"
+            raise KernelFailed(f"the Jupyter kernel {kernel!r}{where} did not start for "
+                               f"{src.name} ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0]}); {_KERNEL_FIX}") from None
+        raise
 
 
 def _run_one(name: str, src: Path, dst: Path, html_path: Path, parameters: dict[str, Any],
@@ -761,9 +810,12 @@ def write_reports_index(reports: Path = REPORTS_DIR) -> Path:
 
 
 def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bool,
-            timeout: float, mapping: str | None = None, workers: int | None = None) -> int:
+            timeout: float, mapping: str | None = None, workers: int | None = None,
+            sheet: str | None = None) -> int:
     """``esi run``: load parameters, run, print where the reports are; return the exit code."""
     from esi.io import RegistryError
+    from esi.text import printable
+    from esi.validate import check_run_registry
 
     if workers is not None and workers < 1:
         print(f"esi run: --workers must be 1 or more, got {workers}", file=sys.stderr)
@@ -776,33 +828,28 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
         overrides["synthetic"] = True
     if mapping is not None:
         overrides["mapping"] = str(Path(mapping).resolve())
+    if sheet is not None:
+        overrides["sheet"] = sheet
     try:
         p = load_params(params, overrides=overrides, extra=notebook_extra())
     except ParameterError as exc:
-        print(f"esi run: {exc}", file=sys.stderr)
+        print(printable(f"esi run: {exc}"), file=sys.stderr)
         return 2
-    data_path = resolve(p["data_path"])
-    if not data_path.is_file():
-        print(f"esi run: data_path: no such registry file: {data_path}", file=sys.stderr)
+    if check_run_registry(resolve(p["data_path"]),
+                          resolve(p["mapping"]) if p["mapping"] else None, p["sheet"]):
         return 2
-    from esi.validate import validate_file
-
-    try:
-        report = validate_file(data_path, mapping=resolve(p["mapping"]) if p["mapping"] else None)
-    except ValueError as exc:  # a bad mapping file
-        print(f"esi run: {exc}", file=sys.stderr)
-        return 2
-    if not report.ok:
-        for prob in report.problems:
-            print(prob, file=sys.stderr)
-        print(f"esi run: {data_path} has {len(report.problems)} problem(s); nothing was run "
-              "(see `esi validate`)", file=sys.stderr)
+    broken = kernel_problem(_kernel_name())
+    if broken:
+        print(f"esi run: {broken}; nothing was run", file=sys.stderr)
         return 2
     name = Path(params).stem if params else "default"
     target = Path(out) if out else REPORTS_DIR / name
     try:
         folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
                      log=lambda m: print(m, file=sys.stderr), workers=workers)
+    except KernelFailed as exc:
+        print(f"esi run: {exc}", file=sys.stderr)
+        return 2
     except RunFailed as exc:
         print(f"esi run: FAILED: {exc}", file=sys.stderr)
         return 1

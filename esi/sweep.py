@@ -31,6 +31,7 @@ end, so an interrupted sweep leaves no folder that looks complete.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -38,15 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from esi.params import DEFAULTS, ParameterError, check_params, load_params
+from esi.params import DEFAULTS, ParameterError, check_params, load_params, read_yaml
+from esi.text import printable, spreadsheet_safe
 
 __all__ = ["expand_grid", "load_grid", "summarise", "sweep", "sweep_cli", "SUMMARY_COLUMNS"]
 
 #: Outcome rows summarised per point: (outcome, timepoint in weeks).
 SUMMARY_OUTCOMES = (("leg_pain_reduction", 4), ("leg_pain_reduction", 12),
                     ("positive_outcome", 4), ("positive_outcome", 12))
+
+#: Most points a grid file may hold (grid combinations plus runs); counted before anything is
+#: expanded, so a grid of 10^8 points is refused at once instead of filling the memory.
+MAX_POINTS = 10_000
 
 #: Result columns of a sweep row, after the parameter columns.
 SUMMARY_COLUMNS = (
@@ -62,7 +67,8 @@ def expand_grid(spec: dict[str, Any], source: str = "grid") -> list[dict[str, An
     Raises
     ------
     ValueError
-        For a grid value that is not a non-empty list, an unknown key, or no point at all.
+        For a grid value that is not a non-empty list, an unknown key, no point at all, or
+        more than :data:`MAX_POINTS` points (counted before any point is built).
     """
     unknown = set(spec) - {"grid", "runs", "params"}
     if unknown:
@@ -75,13 +81,22 @@ def expand_grid(spec: dict[str, Any], source: str = "grid") -> list[dict[str, An
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"{source}: grid parameter {name!r} must be a non-empty list")
+    runs = spec.get("runs") or []
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise ValueError(f"{source}: 'runs' must be a list of parameter sets")
+    n_grid = math.prod(len(v) for v in grid.values()) if grid else 0
+    if n_grid + len(runs) > MAX_POINTS:
+        sizes = " x ".join(str(len(v)) for v in grid.values())
+        raise ValueError(f"{source}: the sweep has {n_grid + len(runs):,} points ("
+                         + (f"grid {sizes} = {n_grid:,}" if grid else "")
+                         + (" + " if grid and runs else "")
+                         + (f"{len(runs):,} runs" if runs else "")
+                         + f"); at most {MAX_POINTS:,} are allowed: vary fewer parameters "
+                         "or fewer values at once")
     if grid:
         names = list(grid)
         points += [dict(zip(names, combo, strict=True))
                    for combo in itertools.product(*(grid[n] for n in names))]
-    runs = spec.get("runs") or []
-    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-        raise ValueError(f"{source}: 'runs' must be a list of parameter sets")
     points += [dict(r) for r in runs]
     if not points:
         raise ValueError(f"{source}: no grid point (give 'grid' and/or 'runs')")
@@ -97,12 +112,7 @@ def load_grid(path: str | os.PathLike[str], base: str | None = None,
     from esi.paths import resolve
 
     p = resolve(path)
-    try:
-        spec = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ParameterError(f"{p}: cannot read the grid file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"{p}: not valid YAML: {exc}") from None
+    spec = read_yaml(p, "grid file") or {}
     if not isinstance(spec, dict):
         raise ParameterError(f"{p}: a grid file maps 'grid', 'runs' and 'params'")
     try:
@@ -293,6 +303,17 @@ def _cell(v: Any) -> Any:
     return "none" if v is None else v
 
 
+def _csv_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as sweep.csv writes it: every text cell made :func:`esi.text.spreadsheet_safe`
+    (a value or error text starting with = + - @ cannot start a spreadsheet formula); numbers
+    untouched."""
+    out = table.copy()
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].map(spreadsheet_safe).astype(out[c].dtype)
+    return out
+
+
 def write_sweep(table: pd.DataFrame, out: Path, grid: str = "") -> tuple[Path, Path, Path]:
     """Write ``sweep.csv``, ``specification_curve.png`` and ``index.html`` into ``out``
     (each atomically); return their paths. ``grid`` names the grid file on the page."""
@@ -307,7 +328,7 @@ def write_sweep(table: pd.DataFrame, out: Path, grid: str = "") -> tuple[Path, P
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "sweep.csv"
     with atomic_write(csv_path) as fh:
-        table.to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")
+        _csv_cells(table).to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")
     fig = specification_curve(table, outcome="leg_pain_reduction_4w",
                               choices=[c for c in table.columns if c in DEFAULTS],
                               ylabel="Leg-pain reduction, 4 weeks\n(cases - controls)")
@@ -390,7 +411,7 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
     try:
         points, full = load_grid(grid, params, extra=extra)
     except ParameterError as exc:
-        print(f"esi sweep: {exc}", file=sys.stderr)
+        print(printable(f"esi sweep: {exc}"), file=sys.stderr)
         return 2
     if workers is not None and workers < 1:
         print(f"esi sweep: --workers must be 1 or more, got {workers}", file=sys.stderr)
@@ -411,7 +432,7 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
         write_reports_index()
     failed = table[table["status"] != "ok"]
     for _, r in failed.iterrows():
-        print(f"esi sweep: point {r['point']} failed: {r['error']}", file=sys.stderr)
+        print(printable(f"esi sweep: point {r['point']} failed: {r['error']}"), file=sys.stderr)
     print(f"{len(table) - len(failed)} of {len(table)} point(s) ran; wrote {target}/sweep.csv, "
           f"specification_curve.png and index.html")
     return 1 if len(failed) else 0

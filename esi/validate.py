@@ -30,6 +30,7 @@ from esi.schema import (
     Column,
     follow_up_columns,
 )
+from esi.text import excerpt, printable
 
 __all__ = [
     "Problem",
@@ -38,6 +39,7 @@ __all__ = [
     "validate_frame",
     "read_raw",
     "RawTable",
+    "check_run_registry",
     "typed_registry",
     "SUPPORTED_SUFFIXES",
 ]
@@ -78,9 +80,15 @@ class Problem:
     column : str or None
         The column concerned.
     value : str or None
-        The offending value as written in the file (shortened to 60 characters).
+        The offending value as written in the file: its first line, shortened to 60
+        characters (:func:`esi.text.excerpt`); never a whole row.
     privacy : bool
         True for a direct-identifier problem.
+
+    Notes
+    -----
+    ``str(problem)`` is one line: every text that came from the file (column, patient, value)
+    is shown with terminal escapes and line breaks escaped (:func:`esi.text.printable`).
     """
 
     file: str
@@ -92,6 +100,12 @@ class Problem:
     value: str | None = None
     privacy: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("value", "patient_id"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, excerpt(v, escape=False))
+
     def __str__(self) -> str:
         where = [self.file]
         if self.line is not None:
@@ -102,7 +116,7 @@ class Problem:
             where.append(f"column {self.column}")
         if self.value is not None:
             where.append(f"value {self.value!r}")
-        return f"{': '.join(where)}: [{self.rule}] {self.message}"
+        return printable(f"{': '.join(where)}: [{self.rule}] {self.message}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,10 @@ class ValidationReport:
         Every problem found, in file order.
     registry : pandas.DataFrame or None
         The typed registry (index ``patient_id``) when there is no problem; else ``None``.
+    sheet : str or None
+        The sheet read, for an Excel file.
+    sheets : tuple of str
+        Every sheet of an Excel file, in workbook order (empty for other files).
     """
 
     file: str
@@ -128,11 +146,25 @@ class ValidationReport:
     n_rows: int
     problems: tuple[Problem, ...]
     registry: pd.DataFrame | None = field(default=None, repr=False)
+    sheet: str | None = None
+    sheets: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         """True when no problem was found."""
         return not self.problems
+
+    @property
+    def sheet_note(self) -> str | None:
+        """For a workbook of several sheets, which one was read (one line naming the sheets
+        and how to choose another); ``None`` otherwise."""
+        if self.sheet is None or len(self.sheets) < 2:
+            return None
+        where = self.sheets.index(self.sheet) + 1 if self.sheet in self.sheets else 0
+        names = ", ".join(repr(n) for n in self.sheets)
+        return printable(f"{self.file}: read sheet {self.sheet!r} (sheet {where} of "
+                         f"{len(self.sheets)}: {names}); choose another with --sheet NAME "
+                         "or sheet: in the mapping file")
 
     def to_frame(self) -> pd.DataFrame:
         """The problems as a DataFrame (one row each; the fields of :class:`Problem`)."""
@@ -154,16 +186,21 @@ class RawTable:
         of the header's length.
     lines : list of int
         Line (CSV) or sheet row of each kept row.
+    sheet : str or None
+        The sheet read, for an Excel file.
+    sheets : tuple of str
+        Every sheet of an Excel file (empty for other files).
     """
 
     header: list[str]
     rows: list[list[object]]
     lines: list[int]
+    sheet: str | None = None
+    sheets: tuple[str, ...] = ()
 
 
 def _short(v: object) -> str:
-    s = str(v)
-    return s if len(s) <= 60 else s[:57] + "..."
+    return excerpt(v, escape=False)
 
 
 def _as_written(v: object) -> str:
@@ -185,41 +222,77 @@ def _is_missing(v: object) -> bool:
     return False
 
 
-def read_raw(path: Path, data: bytes, label: str) -> tuple[RawTable | None, list[Problem]]:
+def read_raw(path: Path, data: bytes, label: str, *, delimiter: str = ",",
+             sheet: str | None = None) -> tuple[RawTable | None, list[Problem]]:
     """Parse the bytes of a registry file into a :class:`RawTable`.
 
-    Returns the table (``None`` when nothing can be read) and the problems of the file's form:
-    unsupported format, undecodable bytes, empty file, no patients, truncated or overlong rows.
+    Parameters
+    ----------
+    path
+        The file (its suffix decides the format).
+    data
+        Its bytes.
+    label
+        The file as the user named it, for problems.
+    delimiter
+        Field delimiter of a CSV file (a mapping's ``delimiter:``).
+    sheet
+        The sheet of an Excel file to read (default: the first); for any other format a
+        ``sheet-not-excel`` problem.
+
+    Returns
+    -------
+    (RawTable or None, list of Problem)
+        The table (``None`` when nothing can be read) and the problems of the file's form:
+        unsupported format, undecodable bytes, empty file, no patients, an unbalanced quote,
+        a delimiter that is not the file's, an unknown sheet, truncated or overlong rows.
+        No problem quotes more of the file than a short excerpt of one cell.
     """
     kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         return None, [Problem(label, "unsupported-format",
                               f"file type {path.suffix or '(none)'!r} is not supported; use "
                               "CSV (.csv), Parquet (.parquet) or Excel (.xlsx)")]
+    if sheet is not None and kind != "excel":
+        return None, [Problem(label, "sheet-not-excel", f"a sheet ({sheet!r}) was chosen, but "
+                              "only an Excel file (.xlsx) has sheets")]
     if not data.strip():
         return None, [Problem(label, "empty-file", "the file is empty")]
     if kind == "csv":
-        return _read_csv(data, label)
+        return _read_csv(data, label, delimiter)
+    sheets: tuple[str, ...] = ()
     try:
         if kind == "parquet":
             frame = pd.read_parquet(io.BytesIO(data))
-            offset = 2
         else:
-            frame = pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=object)
-            offset = 2
+            with pd.ExcelFile(io.BytesIO(data)) as book:
+                sheets = tuple(str(n) for n in book.sheet_names)
+                if sheet is not None and sheet not in sheets:
+                    return None, [Problem(label, "unknown-sheet",
+                                          f"the workbook has no sheet {sheet!r}; its sheets "
+                                          f"are {', '.join(repr(n) for n in sheets)}")]
+                sheet = sheets[0] if sheet is None else sheet
+                frame = pd.read_excel(book, sheet_name=sheet, dtype=object)
     except Exception as exc:  # any reader failure is a problem of the file, not a crash
         what = "Parquet" if kind == "parquet" else "Excel"
         return None, [Problem(label, "unreadable", f"not a readable {what} file: "
-                              f"{type(exc).__name__}: {exc}")]
+                              f"{type(exc).__name__}: {excerpt(exc, 120)}")]
     header = [str(c) for c in frame.columns]
     rows = [list(r) for r in frame.astype(object).itertuples(index=False, name=None)]
-    table = RawTable(header, rows, [i + offset for i in range(len(rows))])
+    table = RawTable(header, rows, [i + 2 for i in range(len(rows))],
+                     sheet if kind == "excel" else None, sheets)
     if not rows:
         return table, [Problem(label, "no-patients", "the file has a header but no patients")]
     return table, []
 
 
-def _read_csv(data: bytes, label: str) -> tuple[RawTable | None, list[Problem]]:
+#: A CSV field longer than this (characters) stops the parse: no registry cell is that long,
+#: so it is a quote left open (Python's csv module's own default limit).
+_FIELD_LIMIT = csv.field_size_limit()
+
+
+def _read_csv(data: bytes, label: str,
+              delimiter: str = ",") -> tuple[RawTable | None, list[Problem]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -232,26 +305,47 @@ def _read_csv(data: bytes, label: str) -> tuple[RawTable | None, list[Problem]]:
         line = text[: text.index("\x00")].count("\n") + 1
         return None, [Problem(label, "undecodable-bytes", "the file holds NUL bytes; it is "
                               "not a text CSV file", line=line)]
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     problems: list[Problem] = []
+    # (first line, last line, fields) of every record: a record runs over several lines
+    # only when a quoted field holds a line break.
+    records: list[tuple[int, int, list[str]]] = []
+    end = 0
     try:
-        records = [(reader.line_num, r) for r in reader]
+        for r in reader:
+            records.append((end + 1, reader.line_num, r))
+            end = reader.line_num
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            return None, [Problem(label, "unbalanced-quote",
+                                  f"a quoted field of the row starting on this line runs on "
+                                  f"for more than {_FIELD_LIMIT:,} characters: a quote (\") "
+                                  "opens a field and is never closed, so the field swallows "
+                                  "the rows below it; remove the stray quote (a quote that "
+                                  "belongs to a value is written doubled inside a quoted "
+                                  "field: \"5\"\" disc\")", line=end + 1)]
         return None, [Problem(label, "malformed-csv", f"CSV syntax error: {exc}",
                               line=reader.line_num)]
-    records = [(n, r) for n, r in records if any(c.strip() for c in r)]
+    records = [(n, m, r) for n, m, r in records if any(c.strip() for c in r)]
     # Leading comment lines (``# ...``) are a note about the file, e.g. "synthetic data".
-    while records and records[0][1] and records[0][1][0].lstrip().startswith("#"):
+    while records and records[0][2] and records[0][2][0].lstrip().startswith("#"):
         records = records[1:]
     if not records:
         return None, [Problem(label, "empty-file", "the file holds no header and no rows")]
-    (_, header), body = records[0], records[1:]
+    header_line, _, header = records[0]
     header = [h.strip() for h in header]
+    quote = _unbalanced_quote(records, len(header), header, delimiter, label)
+    if quote is not None:
+        return None, [quote]
+    wrong = _wrong_delimiter(header, delimiter, label, header_line)
+    if wrong is not None:
+        return None, [wrong]
+    body = records[1:]
     if not body:
         return RawTable(header, [], []), [Problem(label, "no-patients",
                                                   "the file has a header but no patients")]
     rows, lines = [], []
-    for n, r in body:
+    for n, _, r in body:
         if len(r) != len(header):
             rule = "truncated-row" if len(r) < len(header) else "extra-fields"
             msg = (f"the row has {len(r)} fields where the header has {len(header)}"
@@ -263,6 +357,62 @@ def _read_csv(data: bytes, label: str) -> tuple[RawTable | None, list[Problem]]:
         rows.append(r)
         lines.append(n)
     return RawTable(header, rows, lines), problems
+
+
+def _unbalanced_quote(records: list[tuple[int, int, list[str]]], n_columns: int,
+                      header: list[str], delimiter: str, label: str) -> Problem | None:
+    """The first quote left open: a quoted field that holds a line break and either leaves
+    its record with the wrong number of fields or swallows a line that looks like a row
+    (half the header's delimiters or more). A line break inside a properly quoted free-text
+    cell (a REDCap notes field) is neither. The problem names the line and column where the
+    quoted field starts, never its contents."""
+    row_like = max(2, (n_columns - 1) // 2)
+    for k, (first, last, r) in enumerate(records):
+        if last == first:
+            continue
+        col = next((j for j, c in enumerate(r) if "\n" in c or "\r" in c), None)
+        if col is None:  # pragma: no cover - a record spans lines only through such a field
+            continue
+        swallowed = re.split(r"\r\n|\r|\n", r[col])[1:]
+        if k > 0 and len(r) == n_columns and \
+                not any(s.count(delimiter) >= row_like for s in swallowed):
+            continue
+        where = "the header" if k == 0 else "this row"
+        return Problem(label, "unbalanced-quote",
+                       f"a field of {where} starts with a quote (\") that is not closed on its "
+                       f"line, so the field runs on to line {last} and swallows the "
+                       f"{last - first} line(s) below it; remove the stray quote (a quote "
+                       "that belongs to a value is written doubled inside a quoted field: "
+                       "\"5\"\" disc\")", line=first,
+                       column=header[col] if k > 0 and col < len(header) else None)
+    return None
+
+
+def _wrong_delimiter(header: list[str], delimiter: str, label: str,
+                     line: int) -> Problem | None:
+    """A hint when the header reads as one or two columns holding another delimiter:
+    semicolons (the CSV that Excel saves in many European locales), tabs, or commas when
+    a mapping set another delimiter."""
+    if len(header) > 2:
+        return None
+    for other, name, shown in ((";", "semicolon", '";"'), ("\t", "tab", '"\\t"'),
+                               (",", "comma", '","')):
+        inside = max(h.count(other) for h in header)
+        if other == delimiter or inside < 2:
+            continue
+        what = (f"the header reads as {'one column' if len(header) == 1 else 'two columns'} "
+                f"holding {inside} {name}s: the file looks {name}-separated")
+        if other == ",":
+            fix = f"remove `delimiter: {delimiter!r}` from the mapping file"
+        else:
+            fix = ("save it as comma-separated CSV (Excel: \"CSV UTF-8 (Comma delimited)\"), "
+                   "or read it as it is with a mapping file (--mapping) holding "
+                   f"`delimiter: {shown}`")
+            if other == ";":
+                what += " (the CSV that Excel saves in many European locales)"
+                fix += " (and `decimal: \",\"` if its numbers are written like 12,5)"
+        return Problem(label, "wrong-delimiter", f"{what}; {fix}", line=line)
+    return None
 
 
 # --- cell parsing ---------------------------------------------------------------------------
@@ -356,7 +506,8 @@ def _parse_cell(col: Column, v: object) -> object:
 # --- the checks -----------------------------------------------------------------------------
 
 def validate_file(path: str | Path, mapping: object = None,
-                  redcap_dictionary: str | Path | None = None) -> ValidationReport:
+                  redcap_dictionary: str | Path | None = None,
+                  sheet: str | None = None) -> ValidationReport:
     """Validate a registry file against :data:`esi.schema.SCHEMA`.
 
     The file is opened read-only and read once; its bytes are never written.
@@ -364,13 +515,17 @@ def validate_file(path: str | Path, mapping: object = None,
     Parameters
     ----------
     path
-        CSV (UTF-8), Parquet or Excel (.xlsx, first sheet) file; with ``redcap_dictionary``,
-        a REDCap records export.
+        CSV (UTF-8), Parquet or Excel (.xlsx) file; with ``redcap_dictionary``, a REDCap
+        records export.
     mapping
         A YAML mapping file (or :class:`esi.imports.Mapping`) from the file's own column names
-        and codes to the schema's (see ``params/mapping.example.yaml``).
+        and codes to the schema's (see ``params/mapping.example.yaml``); its ``delimiter``,
+        ``decimal`` and ``sheet`` say how to read the file.
     redcap_dictionary
         The REDCap data dictionary CSV that goes with a records export.
+    sheet
+        The sheet of an Excel file to read; default the mapping's ``sheet``, else the first
+        (:attr:`ValidationReport.sheet_note` then says which was read when there are several).
 
     Returns
     -------
@@ -395,17 +550,53 @@ def validate_file(path: str | Path, mapping: object = None,
         from esi.imports import load_table
 
         result = load_table(p, mapping=mapping, redcap_dictionary=redcap_dictionary,
-                            label=label)
+                            label=label, sheet=sheet)
         table, problems = result.table, list(result.problems)
     else:
-        table, problems = read_raw(p, data, label)
+        table, problems = read_raw(p, data, label, sheet=sheet)
     if table is None:
         return ValidationReport(label, digest, 0, tuple(problems))
     more, registry = validate_frame(table, label)
     problems += more
     problems.sort(key=lambda q: (q.line or 0))
     return ValidationReport(label, digest, len(table.rows), tuple(problems),
-                            registry if not problems else None)
+                            registry if not problems else None, table.sheet, table.sheets)
+
+
+def check_run_registry(data_path: str | Path, mapping: str | Path | None = None,
+                       sheet: str | None = None, prog: str = "esi run") -> int:
+    """Validate the registry a command is about to analyse, before anything runs.
+
+    Prints to standard error every problem (one line each, as ``esi validate`` does) and a
+    closing line, or for a clean workbook of several sheets which sheet is read; a bad
+    mapping file is one line naming the file, key and rule. Nothing is echoed beyond the
+    problems' short cell excerpts.
+
+    Returns
+    -------
+    int
+        0 when the registry is valid, 2 (bad input) otherwise.
+    """
+    import sys
+
+    path = Path(data_path)
+    if not path.is_file():
+        print(printable(f"{prog}: data_path: no such registry file: {path}"), file=sys.stderr)
+        return 2
+    try:
+        report = validate_file(path, mapping=mapping, sheet=sheet)
+    except ValueError as exc:  # a bad mapping file
+        print(printable(f"{prog}: {exc}"), file=sys.stderr)
+        return 2
+    if not report.ok:
+        for prob in report.problems:
+            print(prob, file=sys.stderr)
+        print(printable(f"{prog}: {path} has {len(report.problems)} problem(s); nothing was "
+                        "run (see `esi validate`)"), file=sys.stderr)
+        return 2
+    if report.sheet_note:
+        print(report.sheet_note, file=sys.stderr)
+    return 0
 
 
 def validate_frame(table: RawTable, label: str) -> tuple[list[Problem], pd.DataFrame | None]:

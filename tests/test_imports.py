@@ -358,3 +358,45 @@ def test_redcap_unknown_field_and_bad_dictionary(tmp_path):
     assert "'Variable / Field Name'" in problems[0].message
     table, problems = read_redcap(tmp_path / "none.csv", d)
     assert table is None and [p.rule for p in problems] == ["no-file"]
+
+
+@pytest.mark.parametrize("text, key, rule", [
+    ("delimiter: ':'\n", "delimiter", "must be one of ',', ';', '\\t', '|' (one character)"),
+    ("decimal: ';'\n", "decimal", "must be \".\" or \",\""),
+    ("decimal: ','\n", "decimal", "a decimal comma needs another field delimiter"),
+    ("sheet: ''\n", "sheet", "must be the name of a sheet of the Excel file"),
+    ("columns: \"\\e[31m\"\n", "columns", "must map user column names to schema column names"),
+    ("columns:\n  \"x\\e[31m\": sexx\n", "columns.x\\x1b[31m", "'sexx' is not a column"),
+    ("missing: &a [x]\ndrop: &b [*a]\n", "(file)", "the alias *a stands inside the "
+                                                   "anchored value &b; aliases may not nest"),
+])
+def test_more_mapping_errors(tmp_path, text, key, rule):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_mapping(path)
+    assert str(err.value).startswith(f"{path}: {key}: {rule}")
+    assert "\x1b" not in str(err.value)
+
+
+def test_mapping_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_bytes(b"drop: [caf\xe9]\n")
+    with pytest.raises(ValueError) as err:
+        load_mapping(path)
+    assert str(err.value) == (f"{path}: (file): byte(s) e9 are not UTF-8 text; save the "
+                              "mapping file as UTF-8 (line 1, column 11)")
+
+
+def test_redcap_event_conflict_shows_short_excerpts():
+    from esi.imports import _Field, _merge_events
+
+    f = _Field("notes", "baseline", "text", {}, False)
+    rid = _Field("record_id", "baseline", "text", {}, False)
+    header = ["record_id", "redcap_event_name", "notes"]
+    rows = [["1", "base", "a" * 500], ["1", "week4", "b" * 500]]
+    problems: list = []
+    _merge_events(rows, [2, 3], header, {"record_id": rid, "notes": f}, {}, 0, "r.csv",
+                  problems)
+    assert len(problems) == 1 and len(str(problems[0])) < 300
+    assert "a" * 58 not in str(problems[0]) and "b" * 58 not in str(problems[0])

@@ -257,3 +257,54 @@ def test_cli_validate_exit_codes(tmp_path, registry_frame):
     assert "Traceback" not in ko.stderr
     missing = subprocess.run(run + [str(tmp_path / "nope.csv")], capture_output=True, text=True)
     assert missing.returncode == 2 and "[no-file] no such file" in missing.stdout
+
+
+def test_stray_quote_that_closes_later_is_still_named(tmp_path, registry_frame):
+    # A second stray quote closes the field three lines on: the row has the header's number
+    # of fields again, but the field swallowed whole rows.
+    p = _csv(tmp_path, registry_frame)
+    lines = p.read_text().splitlines()
+    header = lines[0].split(",")
+    a, b = lines[2].split(","), lines[5].split(",")
+    a[header.index("bmi")] = '"' + a[header.index("bmi")]
+    b[header.index("bmi")] += '"'
+    lines[2], lines[5] = ",".join(a), ",".join(b)
+    p.write_text("\n".join(lines) + "\n")
+    report = validate_file(p)
+    assert [str(q) for q in report.problems] == [
+        f"{p}: line 3: column bmi: [unbalanced-quote] a field of this row starts with a quote "
+        "(\") that is not closed on its line, so the field runs on to line 6 and swallows the "
+        "3 line(s) below it; remove the stray quote (a quote that belongs to a value is "
+        "written doubled inside a quoted field: \"5\"\" disc\")"]
+
+
+def test_stray_quote_beyond_the_field_limit(tmp_path, registry_frame):
+    import csv
+
+    p = _csv(tmp_path, registry_frame)
+    lines = p.read_text().splitlines()
+    body = lines[1:] * (csv.field_size_limit() // sum(map(len, lines[1:])) + 2)
+    p.write_text("\n".join([lines[0], '"' + lines[1]] + body) + "\n")
+    report = validate_file(p)
+    assert [q.rule for q in report.problems] == ["unbalanced-quote"]
+    assert report.problems[0].line == 2
+    assert "T00" not in str(report.problems[0])
+
+
+def test_tab_separated_file_gets_a_delimiter_hint(tmp_path, registry_frame):
+    p = _csv(tmp_path, registry_frame)
+    p.write_text(p.read_text().replace(",", "\t"))
+    report = validate_file(p)
+    assert [q.rule for q in report.problems] == ["wrong-delimiter"]
+    assert "the file looks tab-separated" in str(report.problems[0])
+    assert 'delimiter: "\\t"' in str(report.problems[0])
+
+
+def test_problem_values_and_ids_are_one_short_line():
+    from esi.validate import Problem
+
+    q = Problem("f.csv", "wrong-type", "expected a number", line=2,
+                patient_id="P1,2,3\nP2,4,5", column="bmi", value="x" * 100 + "\nnext row")
+    assert q.value == "x" * 57 + "..." and q.patient_id == "P1,2,3..."
+    assert str(q) == (f"f.csv: line 2: patient P1,2,3...: column bmi: value '{q.value}': "
+                      "[wrong-type] expected a number")
