@@ -141,10 +141,7 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
     try:
         path = run_multiverse(params, out, inputs=[
             resolve(args.params) if args.params else DEFAULT_PARAMS])
-    except (OutputRefused, RegistryError) as exc:
-        print(f"esi multiverse: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FileNotFoundError as exc:  # data_path names no file
+    except (OutputRefused, RegistryError, FileNotFoundError) as exc:  # also: no such data_path
         print(f"esi multiverse: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote {path}")
