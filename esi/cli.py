@@ -11,7 +11,6 @@ import argparse
 import importlib.util
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -67,9 +66,19 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     text = render_data_dictionary()
     if args.write:
         from esi.io import atomic_write
+        from esi.outputs import OutputRefused, check_output_target
 
-        with atomic_write(DATA_DICTIONARY) as fh:
-            fh.write(text)
+        try:
+            target = check_output_target(DATA_DICTIONARY, "schema")
+            with atomic_write(target) as fh:
+                fh.write(text)
+        except OutputRefused as exc:
+            print(f"esi schema: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except OSError as exc:
+            print(f"esi schema: {DATA_DICTIONARY}: cannot be written ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
         print(f"wrote {DATA_DICTIONARY}")
     else:
         sys.stdout.write(text)
@@ -79,12 +88,21 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     if not _require("esi.synthetic", "`esi synth` (the synthetic registry, issue #5)"):
         return EXIT_UNAVAILABLE
+    from esi.outputs import OutputRefused, check_output_target
     from esi.paths import SYNTHETIC_REGISTRY
     from esi.synthetic import DEFAULT_SEED, write_synthetic_registry
 
-    out = Path(args.out) if args.out else SYNTHETIC_REGISTRY
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    path = write_synthetic_registry(out, seed=seed)
+    try:  # a new file, or one esi synth wrote; never a folder or another file
+        out = check_output_target(args.out if args.out else SYNTHETIC_REGISTRY, "synth")
+        path = write_synthetic_registry(out, seed=seed)
+    except OutputRefused as exc:
+        print(f"esi synth: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # e.g. the folder became read-only meanwhile
+        print(f"esi synth: {args.out or SYNTHETIC_REGISTRY}: cannot be written "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"wrote {path} (synthetic registry, seed {seed})")
     return EXIT_OK
 
@@ -113,8 +131,9 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
     if not _require("esi.sensitivity", "`esi multiverse` (sensitivity analyses, issue #7)"):
         return EXIT_UNAVAILABLE
     from esi.io import RegistryError
+    from esi.outputs import OutputRefused
     from esi.params import ParameterError, load_params
-    from esi.paths import REPORTS_DIR, resolve
+    from esi.paths import DEFAULT_PARAMS, REPORTS_DIR, resolve
     from esi.pipeline import notebook_extra
     from esi.sensitivity import run_multiverse
     from esi.text import printable
@@ -129,10 +148,11 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
                           resolve(params["mapping"]) if params["mapping"] else None,
                           params["sheet"], prog="esi multiverse") != EXIT_OK:
         return EXIT_BAD_INPUT
-    out = Path(args.out) if args.out else REPORTS_DIR / "multiverse"
+    out = args.out if args.out else REPORTS_DIR / "multiverse"
     try:
-        path = run_multiverse(params, out)
-    except RegistryError as exc:  # the file changed since it was checked
+        path = run_multiverse(params, out, inputs=[
+            resolve(args.params) if args.params else DEFAULT_PARAMS])
+    except (OutputRefused, RegistryError, FileNotFoundError) as exc:  # also: no such data_path
         print(printable(f"esi multiverse: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote {path}")
@@ -170,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="FILE", default=None,
                    help="registry file (CSV, Parquet, Excel); overrides data_path")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default: reports/<name of the params file>)")
+                   help="output folder (default: reports/<name of the params file>); a new "
+                        "or empty folder, or an earlier esi run folder (see README)")
     p.add_argument("--mapping", metavar="FILE", default=None,
                    help="YAML mapping from your column names and codes to the schema's "
                         "(see params/mapping.example.yaml)")
@@ -234,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the "
                                                           "shipped registry's)")
     p.add_argument("--out", metavar="FILE", default=None,
-                   help="output CSV (default: data/synthetic/esi_registry_synthetic.csv)")
+                   help="output CSV (default: data/synthetic/esi_registry_synthetic.csv); a "
+                        "new file or one esi synth wrote, never another file")
 
     p = add("multiverse", "run every specification of the analysis (specification curve)",
             "Run the multiverse of analytic choices (covariate set, distance, method, ratio, "

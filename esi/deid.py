@@ -571,20 +571,36 @@ def _refuse_inside_project(path: Path) -> Path:
     return resolved
 
 
+def _create_key(path: Path) -> None:
+    """Create the key file ``path`` with a new random key unless it exists, atomically.
+
+    The key is written and synced to a private (0600) temporary file beside ``path``, which is
+    then hard-linked to ``path``; the link fails when another process created ``path`` first,
+    and that process's key is the one everybody reads. ``path`` therefore never exists empty or
+    half written, and processes creating the key at once all end up with the same key.
+    """
+    import tempfile
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(secrets.token_hex(_KEY_BYTES) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # never replaces: FileExistsError when another process won
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
 def _load_or_create_key(path: Path) -> bytes:
     path = _refuse_inside_project(path)
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # created meanwhile by another process: read it below
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                os.fchmod(fh.fileno(), 0o600)
-                fh.write(secrets.token_hex(_KEY_BYTES) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+        _create_key(path)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ValueError(f"pseudonym key file {str(path)!r} is readable by others (mode "

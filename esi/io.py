@@ -119,22 +119,40 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator:
 
 def partial_folder(target: str | os.PathLike[str]) -> Path:
     """Create the temporary build folder of ``target``: ``.<name>.partial-*`` beside it, with
-    the usual folder permissions (not ``mkdtemp``'s 0700). See :func:`publish_folder`."""
+    the usual folder permissions (not ``mkdtemp``'s 0700). See :func:`publish_folder`.
+
+    Raises :class:`esi.outputs.OutputRefused` when the folder cannot be created there.
+    """
+    from esi.outputs import OutputRefused
+
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except OSError as exc:  # a read-only place, a file in the way: named, no traceback
+        raise OutputRefused(target, f"cannot be written ({exc.strerror or exc})") from None
     os.chmod(build, 0o777 & ~_umask())
     return build
 
 
-def publish_folder(build: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
-    """Rename the finished ``build`` folder to ``target``, replacing an older ``target``.
+def publish_folder(build: str | os.PathLike[str], target: str | os.PathLike[str],
+                   kind: str) -> Path:
+    """Mark the finished ``build`` folder as an esi output of ``kind`` and rename it to
+    ``target``, replacing an older ``target`` only when esi made it.
 
+    The marker (:func:`esi.outputs.write_marker`) is written last into ``build``. An existing
+    ``target`` is replaced only when it is empty or a complete earlier esi output of the same
+    kind holding only the files its marker lists (:func:`esi.outputs.check_replaceable`);
+    anything else raises :class:`esi.outputs.OutputRefused` and ``target`` is left as it was.
     The old folder is first moved aside (one rename), so ``target`` is never half old, half
     new; it is deleted afterwards.
     """
+    from esi.outputs import check_replaceable, write_marker
+
     build, target = Path(build), Path(target)
-    if target.exists():
+    check_replaceable(target, kind)
+    write_marker(build, kind)
+    if target.exists() or target.is_symlink():
         trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.replace(target, trash / target.name)
         os.replace(build, target)

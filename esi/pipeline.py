@@ -42,8 +42,10 @@ from typing import Any
 import pandas as pd
 
 from esi.io import atomic_write, partial_folder, publish_folder, read_registry, sha256_of
+from esi.outputs import OutputRefused, check_output_target, is_reports_index
 from esi.params import NOTEBOOK_EXTRA, ParameterError, check_params, load_params
 from esi.paths import (
+    DEFAULT_PARAMS,
     KERNEL_NAME,
     NOTEBOOKS_DIR,
     PROJECT_ROOT,
@@ -631,9 +633,12 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
     params
         Checked run parameters (:func:`esi.params.load_params`).
     out
-        The run folder to create. It is built as ``.<name>.partial-*`` beside it and renamed
-        into place only when every notebook succeeded and every result file exists; an older
-        folder of the same name is replaced then.
+        The run folder to create (relative: from the current working folder). It is built as
+        ``.<name>.partial-*`` beside it and renamed into place only when every notebook
+        succeeded and every result file exists; an older esi run folder of the same name is
+        replaced then. Any other existing file or folder, the project's source folders and
+        the folders holding the registry or mapping are refused before anything runs
+        (:func:`esi.outputs.check_output_target`).
     timeout
         Seconds a notebook cell may run before the run fails.
     params_source
@@ -655,12 +660,15 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
     ------
     RunFailed
         A notebook raised or a result file is missing; the partial folder is removed.
+    esi.outputs.OutputRefused
+        ``out`` may not be written (see :mod:`esi.outputs`); nothing was run or changed.
     """
-    out = Path(out).resolve()
+    data_path = resolve(params["data_path"])
+    mapping = resolve(params["mapping"]) if params.get("mapping") else None
+    out = check_output_target(out, "run", inputs=(data_path, mapping))
     build = partial_folder(out)
     started = _dt.datetime.now(_dt.UTC)
     t0 = time.perf_counter()
-    data_path = resolve(params["data_path"])
     sha_before = sha256_of(data_path) if data_path.exists() else None
     kernel = _kernel_name()
     nb_params = {k: v for k, v in params.items() if k != "run_dir"}
@@ -708,7 +716,11 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    publish_folder(build, out)
+    try:
+        publish_folder(build, out, "run")
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     if out.parent.resolve() == REPORTS_DIR.resolve():
         write_reports_index()
     return out
@@ -804,6 +816,9 @@ def write_reports_index(reports: Path = REPORTS_DIR) -> Path:
             f"<p>Rendered runs of the compendium (each folder: one parameter set).</p>"
             f"<ul>{items}</ul></body></html>\n")
     target = reports / "index.html"
+    if target.exists() and not is_reports_index(target):
+        raise OutputRefused(target, "is a file esi did not write; esi lists the runs in "
+                                    "reports/index.html and never replaces another file")
     with atomic_write(target) as fh:
         fh.write(page)
     return target
@@ -835,15 +850,22 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     except ParameterError as exc:
         print(printable(f"esi run: {exc}"), file=sys.stderr)
         return 2
-    if check_run_registry(resolve(p["data_path"]),
-                          resolve(p["mapping"]) if p["mapping"] else None, p["sheet"]):
+    data_path = resolve(p["data_path"])
+    mapping_path = resolve(p["mapping"]) if p["mapping"] else None
+    name = Path(params).stem if params else "default"
+    try:  # before any work: the output may not replace anything esi did not make
+        target = check_output_target(
+            out if out else REPORTS_DIR / name, "run",
+            inputs=(resolve(params) if params else DEFAULT_PARAMS, data_path, mapping_path))
+    except OutputRefused as exc:
+        print(printable(f"esi run: {exc}"), file=sys.stderr)
+        return 2
+    if check_run_registry(data_path, mapping_path, p["sheet"]):
         return 2
     broken = kernel_problem(_kernel_name())
     if broken:
         print(f"esi run: {broken}; nothing was run", file=sys.stderr)
         return 2
-    name = Path(params).stem if params else "default"
-    target = Path(out) if out else REPORTS_DIR / name
     try:
         folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
                      log=lambda m: print(m, file=sys.stderr), workers=workers)
@@ -853,7 +875,7 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     except RunFailed as exc:
         print(f"esi run: FAILED: {exc}", file=sys.stderr)
         return 1
-    except RegistryError as exc:
+    except (RegistryError, OutputRefused) as exc:
         print(f"esi run: {exc}", file=sys.stderr)
         return 2
     print(f"reports written to {folder}/index.html")

@@ -397,11 +397,14 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
 
     The sweep folder is built as ``.<name>.partial-*`` beside ``out`` and renamed into place
     when every point has ended (failed points included); an interrupted sweep removes it.
+    ``out`` (relative: from the current working folder) may replace only an earlier esi sweep
+    folder; anything else is refused before any point runs (:mod:`esi.outputs`).
     """
     import shutil
 
     from esi.io import partial_folder, publish_folder
-    from esi.paths import REPORTS_DIR
+    from esi.outputs import OutputRefused, check_output_target
+    from esi.paths import REPORTS_DIR, resolve
 
     extra: tuple[str, ...] = ()
     if reports:
@@ -416,16 +419,31 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
     if workers is not None and workers < 1:
         print(f"esi sweep: --workers must be 1 or more, got {workers}", file=sys.stderr)
         return 2
-    target = (Path(out) if out else REPORTS_DIR / f"sweep-{Path(grid).stem}").resolve()
-    build = partial_folder(target)
+    # inputs: the grid, the base parameter file (--params, or the one the grid names), and
+    # every point's registry and mapping
+    spec = read_yaml(resolve(grid), what="grid file")  # load_grid read it without error
+    base = params or (spec.get("params") if isinstance(spec, dict) else None)
+    inputs = [resolve(grid), resolve(base) if base else None]
+    inputs += [resolve(p[k]) for p in full for k in ("data_path", "mapping") if p.get(k)]
+    try:  # before any work: the output may not replace anything esi did not make
+        target = check_output_target(out if out else REPORTS_DIR / f"sweep-{Path(grid).stem}",
+                                     "sweep", inputs=inputs)
+        build = partial_folder(target)
+    except OutputRefused as exc:
+        print(printable(f"esi sweep: {exc}"), file=sys.stderr)
+        return 2
     try:
         table = sweep(points, full, workers=workers, scheduler=scheduler,
                       reports=build if reports else None, timeout=timeout)
         write_sweep(table, build, grid=Path(grid).name)
+        publish_folder(build, target, "sweep")
+    except OutputRefused as exc:  # something appeared at the target meanwhile
+        shutil.rmtree(build, ignore_errors=True)
+        print(f"esi sweep: {exc}", file=sys.stderr)
+        return 2
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    publish_folder(build, target)
     if target.parent == REPORTS_DIR.resolve():
         from esi.pipeline import write_reports_index
 

@@ -287,6 +287,58 @@ def test_key_readable_by_others_is_refused(tmp_path):
         pseudonymize(["T1"], key=path)
 
 
+def _create_key_at_once(path, start, gate, inside, finished, results):
+    """One of four processes creating the same key file. They start together, and the one
+    random draw of a key (``secrets.token_hex``) is held until either all four processes are
+    drawing a key or the three others have finished: a creator that made ``path`` visible
+    before writing the key into it is caught, since the others then read it unwritten."""
+    import secrets
+
+    draw = secrets.token_hex
+
+    def held_draw(n):
+        with gate:
+            inside.value += 1
+            gate.notify_all()
+            gate.wait_for(lambda: inside.value == 4 or finished.value == 3, timeout=120)
+        return draw(n)
+
+    secrets.token_hex = held_draw  # in this child process only
+    start.wait(120)
+    try:
+        results.put(("ok", Pseudonymizer.from_key_file(path).key.hex()))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+    with gate:
+        finished.value += 1
+        gate.notify_all()
+
+
+def test_four_processes_creating_the_key_at_once_all_get_the_same_key(tmp_path):
+    import multiprocessing as mp
+    import sys
+
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    path = tmp_path / "cfg" / "pseudonym.key"
+    start, gate, results = ctx.Barrier(4), ctx.Condition(), ctx.Queue()
+    inside, finished = ctx.Value("i", 0), ctx.Value("i", 0)
+    procs = [ctx.Process(target=_create_key_at_once,
+                         args=(path, start, gate, inside, finished, results))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join()
+    assert [status for status, _ in got] == ["ok"] * 4, got
+    keys = {key for _, key in got}
+    assert len(keys) == 1  # one winner; the others read its key
+    assert bytes.fromhex(path.read_text(encoding="ascii").strip()).hex() in keys
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pseudonym.key"]  # no temp left
+    assert all(p.exitcode == 0 for p in procs)
+
+
 def test_pseudonymize_frame():
     pairs = pd.DataFrame({"case_id": ["T001", "T003"], "control_id": ["T002", "T001"],
                           "distance": [0.1, 0.2]})

@@ -142,9 +142,12 @@ def test_sweep_cli_with_reports_builds_the_folder_then_renames_it(tmp_path, regi
     base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
     grid = tmp_path / "g.yaml"
     grid.write_text("grid:\n  caliper: [0.2, 0.1]\n")
+    from esi.outputs import write_marker
+
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("from an older sweep")
+    write_marker(out, "sweep")  # an older esi sweep folder (esi replaces only its own outputs)
     assert main(["sweep", str(grid), "--params", str(base), "--workers", "1", "--reports",
                  "--out", str(out)]) == 1  # one point failed
     err = capsys.readouterr().err

@@ -786,7 +786,8 @@ def multiverse_from_params(eligible: pd.DataFrame, params: Mapping[str, Any]) ->
                       workers=int(merged.get("multiverse_workers", 2)))
 
 
-def run_multiverse(params: Mapping[str, Any], out_dir: str | Path) -> Path:
+def run_multiverse(params: Mapping[str, Any], out_dir: str | Path,
+                   inputs: Sequence[str | Path | None] = ()) -> Path:
     """Read the registry named by ``params``, run the multiverse, write ``multiverse.csv``.
 
     Parameters
@@ -798,23 +799,44 @@ def run_multiverse(params: Mapping[str, Any], out_dir: str | Path) -> Path:
         ``multiverse_replace``, ``multiverse_missing``, ``multiverse_test`` (lists),
         ``multiverse_timepoint`` (4) and ``multiverse_workers`` (2)).
     out_dir
-        Folder for ``multiverse.csv`` (created if needed).
+        The output folder (relative: from the current working folder). It is built under a
+        temporary name beside it, marked as an esi multiverse output and renamed into place;
+        it may replace only an earlier ``esi multiverse`` folder (:mod:`esi.outputs`).
+    inputs
+        Further files the caller read (e.g. the parameter file): the output may not be one of
+        them or hold one. The registry and mapping of ``params`` are always inputs.
 
     Returns
     -------
     pathlib.Path
         The path of ``multiverse.csv``.
+
+    Raises
+    ------
+    esi.outputs.OutputRefused
+        ``out_dir`` may not be written; checked before the registry is read.
     """
+    import shutil
+
+    from esi.io import partial_folder, publish_folder
+    from esi.outputs import check_output_target
+    from esi.paths import resolve
     from esi.pipeline import Analysis, notebook_extra
 
     merged = {**DEFAULTS, **params}
+    out = check_output_target(out_dir, "multiverse", inputs=[
+        *inputs, resolve(merged["data_path"]),
+        resolve(merged["mapping"]) if merged.get("mapping") else None])
     # Through Analysis, so that a real registry is protected (dates reduced, ids
     # pseudonymised) exactly as in the notebooks.
     eligible = Analysis(merged, extra=notebook_extra(), persist=False).cohort().eligible
     table = multiverse_from_params(eligible, merged)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "multiverse.csv"
-    with atomic_write(path) as fh:
-        table.to_csv(fh, index=False, lineterminator="\n")
-    return path
+    build = partial_folder(out)
+    try:
+        with atomic_write(build / "multiverse.csv") as fh:
+            table.to_csv(fh, index=False, lineterminator="\n")
+        publish_folder(build, out, "multiverse")
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return out / "multiverse.csv"
