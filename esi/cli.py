@@ -131,7 +131,7 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
     if not _require("esi.sensitivity", "`esi multiverse` (sensitivity analyses, issue #7)"):
         return EXIT_UNAVAILABLE
     from esi.io import RegistryError
-    from esi.outputs import OutputRefused
+    from esi.outputs import OutputRefused, check_output_target
     from esi.params import ParameterError, load_params
     from esi.paths import DEFAULT_PARAMS, REPORTS_DIR, resolve
     from esi.pipeline import notebook_extra
@@ -144,14 +144,20 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
     except ParameterError as exc:
         print(printable(f"esi multiverse: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
-    if check_run_registry(resolve(params["data_path"]),
-                          resolve(params["mapping"]) if params["mapping"] else None,
-                          params["sheet"], prog="esi multiverse") != EXIT_OK:
-        return EXIT_BAD_INPUT
     out = args.out if args.out else REPORTS_DIR / "multiverse"
+    data_path = resolve(params["data_path"])
+    mapping_path = resolve(params["mapping"]) if params["mapping"] else None
+    inputs = [resolve(args.params) if args.params else DEFAULT_PARAMS]
+    try:  # before any work: the output may not replace anything esi did not make
+        check_output_target(out, "multiverse", inputs=[*inputs, data_path, mapping_path])
+    except OutputRefused as exc:
+        print(printable(f"esi multiverse: {exc}"), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if check_run_registry(data_path, mapping_path, params["sheet"],
+                          prog="esi multiverse") != EXIT_OK:
+        return EXIT_BAD_INPUT
     try:
-        path = run_multiverse(params, out, inputs=[
-            resolve(args.params) if args.params else DEFAULT_PARAMS])
+        path = run_multiverse(params, out, inputs=inputs)
     except (OutputRefused, RegistryError, FileNotFoundError) as exc:  # also: no such data_path
         print(printable(f"esi multiverse: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
