@@ -292,6 +292,9 @@ def _cross(xt: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     for start in range(0, n, _CHUNK):
         block = xt[:, start : start + _CHUNK]
         wblock = block if w is None else block * w[start : start + _CHUNK]
+        if n <= _CHUNK:  # one call for small data; the upper triangle has the same bits
+            out += (wblock[:, None, :] * block[None, :, :]).sum(axis=2)
+            continue
         for j in range(p):
             out[j, j:] += (wblock[j] * block[j:]).sum(axis=1)
     return np.triu(out) + np.triu(out, 1).T
@@ -303,6 +306,15 @@ def _linear(beta: np.ndarray, xt: np.ndarray) -> np.ndarray:
     for j in range(1, len(beta)):
         eta += beta[j] * xt[j]
     return eta
+
+
+def _dot_left(a: list[float], b: list[float]) -> float:
+    """``a[0] * b[0] + a[1] * b[1] + ...`` added left to right (what :func:`_linear` does for
+    one unit), in Python floats."""
+    total = a[0] * b[0]
+    for x, y in zip(a[1:], b[1:], strict=True):
+        total += x * y
+    return total
 
 
 def _deviance(y: np.ndarray, eta: np.ndarray) -> float:
@@ -431,9 +443,10 @@ def fit_propensity(
     transform[0, 0] = 1.0
     transform[0, 1:] = -center / scale
     transform[1:, 1:] = np.diag(1.0 / scale)
-    beta = np.array([_linear(beta_s, row) for row in transform])
-    tinv = _solve_spd(hess, transform.T)  # H^-1 T'
-    cov = np.array([[_linear(transform[i], tinv[:, k]) for k in range(p)] for i in range(p)])
+    t_rows = transform.tolist()
+    beta = np.array([_dot_left(t, beta_s.tolist()) for t in t_rows])
+    tinv = _solve_spd(hess, transform.T).T.tolist()  # rows of (H^-1 T')'
+    cov = np.array([[_dot_left(t, c) for c in tinv] for t in t_rows])
 
     eta = np.full(n, beta[0])
     for j, name in enumerate(names):
