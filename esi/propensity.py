@@ -9,10 +9,21 @@ iteratively reweighted least squares that ``glm`` runs), on internally centred a
 columns, iterated to a relative deviance change below 1e-12. At a million rows it takes a
 fraction of the time of a general GLM routine; its coefficients agree with ``glm`` and with
 ``statsmodels.Logit`` to about 1e-8 (see tests/test_matching_reference.py).
+
+Every floating-point operation of the fit is done in an order fixed by this code, so the model
+has the same bits on every CPU: no BLAS or LAPACK call (whose kernels, chosen by OpenBLAS for
+the CPU, sum in different orders: SkylakeX, Haswell, the generic one), no numpy ``exp`` or
+``log`` (AVX-512 builds of numpy use their own approximations). Sums are numpy's pairwise sums
+of element-wise products, the logistic function is ``scipy.special.expit``/``log_expit``, and
+the small p x p systems are solved by a Cholesky factorisation written out in Python. So the
+matches, the synthetic registry built on them and every result file are byte-identical
+whichever kernel a machine selects (tests/test_synthetic.py regenerates the registry under
+every OpenBLAS core type the CPU can run).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,23 +185,86 @@ class PropensityModel:
         return out
 
 
+def _cholesky(a: np.ndarray) -> tuple[list[list[float]], list[float]]:
+    """Lower Cholesky factor of the symmetric p x p matrix ``a``, in a fixed order of Python
+    float operations (the same bits on every CPU).
+
+    Returns the factor (rows as lists) and the pivots: ``pivot[j]`` is ``a[j, j]`` less the
+    part explained by the earlier columns (the squared diagonal of the factor, in exact
+    arithmetic the residual variance of column ``j`` regressed on the earlier ones). A pivot
+    that is not positive leaves that column of the factor at zero; the caller decides.
+    """
+    rows = np.asarray(a, dtype=float).tolist()
+    p = len(rows)
+    low = [[0.0] * p for _ in range(p)]
+    pivots = [0.0] * p
+    for j in range(p):
+        lj = low[j]
+        piv = rows[j][j]
+        for k in range(j):
+            piv -= lj[k] * lj[k]
+        pivots[j] = piv
+        if not piv > 0:
+            continue
+        d = math.sqrt(piv)
+        lj[j] = d
+        for i in range(j + 1, p):
+            li = low[i]
+            v = rows[i][j]
+            for k in range(j):
+                v -= li[k] * lj[k]
+            li[j] = v / d
+    return low, pivots
+
+
+def _cholesky_solve(low: list[list[float]], b) -> np.ndarray:
+    """Solve ``(L L') x = b`` by forward and back substitution (fixed order; see
+    :func:`_cholesky`)."""
+    p = len(low)
+    z = [float(v) for v in b]
+    for i in range(p):
+        v = z[i]
+        for k in range(i):
+            v -= low[i][k] * z[k]
+        z[i] = v / low[i][i]
+    for i in range(p - 1, -1, -1):
+        v = z[i]
+        for k in range(i + 1, p):
+            v -= low[k][i] * z[k]
+        z[i] = v / low[i][i]
+    return np.array(z)
+
+
+def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` for a symmetric positive definite ``a`` (vector or p x m matrix ``b``).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If ``a`` is not positive definite in floating point.
+    """
+    low, pivots = _cholesky(a)
+    if not all(v > 0 for v in pivots):
+        raise np.linalg.LinAlgError("matrix is not positive definite")
+    if b.ndim == 1:
+        return _cholesky_solve(low, b)
+    return np.column_stack([_cholesky_solve(low, b[:, m]) for m in range(b.shape[1])])
+
+
 def _check_collinear(gram: np.ndarray, names: list[str]) -> None:
-    """Raise if a design column is a linear combination of earlier ones (R would give NA)."""
-    kept: list[int] = []
+    """Raise if a design column is a linear combination of earlier ones (R would give NA).
+
+    The test is the Cholesky pivot of each column: its residual sum of squares after the
+    earlier columns, compared with its own sum of squares.
+    """
+    _, pivots = _cholesky(gram)
     for j in range(gram.shape[0]):
-        if kept:
-            g_kk = gram[np.ix_(kept, kept)]
-            g_kj = gram[kept, j]
-            resid = gram[j, j] - g_kj @ np.linalg.solve(g_kk, g_kj)
-        else:
-            resid = gram[j, j]
-        if resid <= 1e-9 * max(gram[j, j], 1e-300):
+        if not pivots[j] > 1e-9 * max(gram[j, j], 1e-300):
             raise ValueError(
                 f"covariate column {names[j]!r} is collinear with "
-                f"{[names[k] for k in kept] or 'the intercept'}: the propensity model is not "
+                f"{names[:j] or 'the intercept'}: the propensity model is not "
                 "identifiable; drop one of them"
             )
-        kept.append(j)
 
 
 def _check_separation(columns: dict[str, np.ndarray], treated: np.ndarray) -> None:
@@ -209,29 +283,64 @@ def _check_separation(columns: dict[str, np.ndarray], treated: np.ndarray) -> No
 _CHUNK = 32_768
 
 
+def _cross(xt: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """``X'WX`` (``X'X`` without ``w``) of the design rows ``xt`` (p x n), in a fixed order:
+    per block of :data:`_CHUNK` units, numpy's pairwise sum of each element-wise product; the
+    blocks added in turn (no BLAS call, so the same bits on every CPU)."""
+    p, n = xt.shape
+    out = np.zeros((p, p))
+    for start in range(0, n, _CHUNK):
+        block = xt[:, start : start + _CHUNK]
+        wblock = block if w is None else block * w[start : start + _CHUNK]
+        if n <= _CHUNK:  # one call for small data; the upper triangle has the same bits
+            out += (wblock[:, None, :] * block[None, :, :]).sum(axis=2)
+            continue
+        for j in range(p):
+            out[j, j:] += (wblock[j] * block[j:]).sum(axis=1)
+    return np.triu(out) + np.triu(out, 1).T
+
+
+def _linear(beta: np.ndarray, xt: np.ndarray) -> np.ndarray:
+    """``beta @ xt`` accumulated row by row (fixed order, no BLAS call)."""
+    eta = beta[0] * xt[0]
+    for j in range(1, len(beta)):
+        eta += beta[j] * xt[j]
+    return eta
+
+
+def _dot_left(a: list[float], b: list[float]) -> float:
+    """``a[0] * b[0] + a[1] * b[1] + ...`` added left to right (what :func:`_linear` does for
+    one unit), in Python floats."""
+    total = a[0] * b[0]
+    for x, y in zip(a[1:], b[1:], strict=True):
+        total += x * y
+    return total
+
+
+def _deviance(y: np.ndarray, eta: np.ndarray) -> float:
+    """``-2 * log-likelihood``: ``-2 * sum(log expit(eta))`` over y = 1, ``log expit(-eta)``
+    over y = 0 (``scipy.special.log_expit``: stable, and not CPU-dispatched)."""
+    return -2.0 * float(np.sum(special.log_expit(np.where(y == 1, eta, -eta))))
+
+
 def _state(xt: np.ndarray, y: np.ndarray, beta: np.ndarray):
     """Deviance, gradient and X'WX at beta; xt holds the design columns as rows (p x n)."""
-    eta = beta @ xt
-    e = np.exp(-np.abs(eta))  # stable: p = 1/(1+e) or e/(1+e), w = e/(1+e)^2
-    opp = 1.0 + e
-    prob = np.where(eta >= 0, 1.0, e) / opp
-    w = e / (opp * opp)
-    # deviance = 2 * sum(softplus(-eta) if y = 1 else softplus(eta))
-    signed = np.where(y == 1, -eta, eta)
-    dev = 2.0 * float(np.sum(np.maximum(signed, 0.0)) + np.sum(np.log1p(e)))
-    grad = xt @ (y - prob)
-    hess = np.zeros((xt.shape[0], xt.shape[0]))
-    for start in range(0, xt.shape[1], _CHUNK):  # cache-sized blocks: much faster than one gemm
-        block = xt[:, start : start + _CHUNK]
-        hess += (block * w[start : start + _CHUNK]) @ block.T
-    return dev, grad, hess, eta
+    eta = _linear(beta, xt)
+    prob = special.expit(eta)
+    w = prob * special.expit(-eta)
+    resid = y - prob
+    grad = np.array([float(np.sum(row * resid)) for row in xt])
+    return _deviance(y, eta), grad, _cross(xt, w), eta
 
 
 def _newton(xt: np.ndarray, y: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Newton-Raphson with step halving (as glm.fit) from ``beta``. Returns beta, X'WX, iters."""
     dev, grad, hess, _ = _state(xt, y, beta)
     for it in range(1, _MAX_ITER + 1):
-        step = np.linalg.solve(hess, grad)
+        try:
+            step = _solve_spd(hess, grad)
+        except np.linalg.LinAlgError:
+            break  # X'WX singular: fitted probabilities of 0 or 1 (separation)
         new = _state(xt, y, beta + step)
         halvings = 0
         while not np.isfinite(new[0]) or new[0] > dev + 1e-10 * abs(dev):
@@ -246,7 +355,8 @@ def _newton(xt: np.ndarray, y: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray
         if converged:
             return beta, hess, it
     raise ValueError(
-        f"the propensity model did not converge in {_MAX_ITER} Newton iterations: "
+        f"the propensity model did not converge (Newton-Raphson, at most {_MAX_ITER} "
+        "iterations; X'WX became singular or the deviance kept changing): "
         "a combination of covariates (quasi-)separates treated from controls"
     )
 
@@ -308,17 +418,13 @@ def fit_propensity(
         x = columns[name]
         center[j] = x.mean()
         np.subtract(x, center[j], out=xt[j + 1])
-        scale[j] = np.sqrt(np.dot(xt[j + 1], xt[j + 1]) / n)
+        scale[j] = math.sqrt(float(np.sum(xt[j + 1] * xt[j + 1])) / n)
         xt[j + 1] /= scale[j]
-    gram = np.zeros((p - 1, p - 1))
-    for start in range(0, n, _CHUNK):
-        block = xt[1:, start : start + _CHUNK]
-        gram += block @ block.T
-    _check_collinear(gram, names)
+    _check_collinear(_cross(xt[1:]), names)
 
-    ybar = y.mean()
+    ybar = float(y.mean())
     beta0 = np.zeros(p)
-    beta0[0] = np.log(ybar / (1 - ybar))
+    beta0[0] = math.log(ybar / (1 - ybar))
     if n > 200_000:
         # Start from the fit on every k-th row (deterministic): the full-data Newton solve then
         # needs two or three iterations instead of six. The optimum is the same.
@@ -332,12 +438,15 @@ def fit_propensity(
     beta_s, hess, n_iter = _newton(xt, y, beta0)
     del xt
     # Back-transform to the original scale: b_j = bs_j / s_j, b_0 = bs_0 - sum(bs_j * c_j / s_j)
+    # (beta = T bs, cov = T H^-1 T'), in a fixed order like the fit.
     transform = np.zeros((p, p))
     transform[0, 0] = 1.0
     transform[0, 1:] = -center / scale
     transform[1:, 1:] = np.diag(1.0 / scale)
-    beta = transform @ beta_s
-    cov = transform @ np.linalg.inv(hess) @ transform.T
+    t_rows = transform.tolist()
+    beta = np.array([_dot_left(t, beta_s.tolist()) for t in t_rows])
+    tinv = _solve_spd(hess, transform.T).T.tolist()  # rows of (H^-1 T')'
+    cov = np.array([[_dot_left(t, c) for c in tinv] for t in t_rows])
 
     eta = np.full(n, beta[0])
     for j, name in enumerate(names):
@@ -364,7 +473,7 @@ def fit_propensity(
         propensity=ps,
         distance=dist,
         distance_scale=distance,
-        deviance=float(2.0 * np.sum(np.logaddexp(0.0, np.where(y == 1, -eta, eta)))),
+        deviance=_deviance(y, eta),
         n_iter=n_iter,
         converged=True,
     )

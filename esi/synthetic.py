@@ -56,11 +56,26 @@ How it is built (matching never looks at outcomes, so nothing is circular)
 Every assumption without a published source is a row of :data:`CALIBRATION` (quantity, value,
 source or "assumption", reason), rendered into ``data/README.md`` by
 :func:`calibration_markdown`.
+
+The same bytes on every machine
+-------------------------------
+Every decision of the generator is taken on numbers that have the same bits on any CPU: no
+BLAS or LAPACK call (OpenBLAS picks a kernel per CPU - SkylakeX on AVX-512, Haswell, a generic
+one - and their sums differ in the last bits), no numpy ``exp``/``log`` (AVX-512 builds use
+their own approximations): sums of products are added left to right (:func:`_dot`), the
+copula's Cholesky factor is written out (:func:`_cholesky`), scalars use :mod:`math`, and the
+propensity model is fitted in a fixed order (:mod:`esi.propensity`). A swap kept because a
+correlation "does not get worse" compares numbers that are often equal in exact arithmetic, so
+this matters: with BLAS's ``@`` the SkylakeX kernel wrote other follow-up values.
+``tests/test_synthetic.py`` regenerates the registry under every OpenBLAS core type the CPU can
+run and with numpy's SIMD dispatch off, and moves the fitted model by a relative 1e-9 without
+changing a byte.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -337,6 +352,39 @@ def _date(rng, lo: str, hi: str) -> _dt.date:
     return a + _dt.timedelta(days=int(rng.integers(0, (b - a).days + 1)))
 
 
+def _dot(a, b) -> float:
+    """Sum of ``a[i] * b[i]`` added left to right in Python floats.
+
+    The generator takes decisions on such sums (a swap kept when a correlation does not get
+    worse, a covariate change that closes a gap), so they must have the same bits on every
+    machine. ``a @ b`` calls the BLAS kernel that OpenBLAS picks for the CPU, whose summation
+    order (and so the last bits) differs between kernels (SkylakeX, Haswell, the generic one):
+    that alone made ``esi synth`` write other follow-up values on AVX-512 CPUs. Below 16
+    values, the Haswell kernel the committed registry was made with adds left to right
+    without fused multiply-adds, as this does, so the results are those bits.
+    """
+    total = 0.0
+    for x, y in zip(np.asarray(a, dtype=float).tolist(), np.asarray(b, dtype=float).tolist(),
+                    strict=True):
+        total += x * y
+    return total
+
+
+def _cholesky(a: np.ndarray) -> list[list[float]]:
+    """Lower Cholesky factor of the small matrix ``a`` in a fixed order of Python float
+    operations (LAPACK's routine calls CPU-specific BLAS kernels; see :func:`_dot`)."""
+    n = len(a)
+    rows = np.asarray(a, dtype=float).tolist()
+    low = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            s = rows[i][j]
+            for k in range(j):
+                s -= low[i][k] * low[j][k]
+            low[i][j] = math.sqrt(s) if i == j else s / low[j][j]
+    return low
+
+
 def _copula(rng, n: int) -> np.ndarray:
     names = ["age", "bmi", "dur", "dep", "leg", "back", "odi", "opioid"]
     r = np.eye(len(names))
@@ -347,7 +395,13 @@ def _copula(rng, n: int) -> np.ndarray:
     for (a, b), v in pairs.items():
         i, j = names.index(a), names.index(b)
         r[i, j] = r[j, i] = v
-    z = rng.standard_normal((n, len(names))) @ np.linalg.cholesky(r).T
+    e = rng.standard_normal((n, len(names)))
+    # z = e @ L.T, column by column in a fixed order (no BLAS call; see _dot).
+    low = _cholesky(r)
+    z = np.zeros_like(e)
+    for j in range(len(names)):
+        for k in range(j + 1):
+            z[:, j] += e[:, k] * low[j][k]
     return z
 
 
@@ -442,7 +496,7 @@ def _baseline(rng, plan: pd.DataFrame) -> dict[str, list]:
         age = _AGE_MEAN.get(s, 53.0) - 4.0 * near[i] + 13.0 * z[i, 0]
         lo_age, hi_age = (18, 75) if s == "mri_rct" else (19, 88)
         p_f = _FEMALE.get(s, 0.50) + 0.12 * near[i]
-        dur = np.exp(np.log(9.0) + np.log(1.4) * near[i] + 0.9 * z[i, 2])
+        dur = math.exp(math.log(9.0) + math.log(1.4) * near[i] + 0.9 * z[i, 2])
         x = {"age": age, "sex": "female" if u[i, 2] < p_f else "male",
              "bmi": 29.0 + 5.0 * z[i, 1], "dur": dur,
              "dep": bool(z[i, 3] > dep_cut[bool(near[i])]),
@@ -472,8 +526,8 @@ def _baseline(rng, plan: pd.DataFrame) -> dict[str, list]:
         cols["baseline_odi"][i] = float(np.clip(_even(x["odi"]), 4.0, 90.0))
         opioid = x["opioid"]
         cols["opioid_use"][i] = opioid
-        cols["baseline_mme"][i] = (float(np.clip(round(np.exp(np.log(30.0) + 0.6 *
-                                                              rng.standard_normal()), 1),
+        cols["baseline_mme"][i] = (float(np.clip(round(math.exp(math.log(30.0) + 0.6 *
+                                                                rng.standard_normal()), 1),
                                                  2.5, 300.0)) if opioid else 0.0)
         covs[i] = {"age": cols["age"][i], "sex": x["sex"], "bmi": cols["bmi"][i],
                    "dur": cols["pain_duration_months"][i], "dep": dep, "leg": leg,
@@ -515,7 +569,7 @@ def _twin(rng, case: dict) -> dict:
     step = rng.choice([-1.0, 0.0, 0.0, 1.0], size=3)
     return {"age": case["age"] + int(rng.integers(-3, 4)), "sex": case["sex"],
             "bmi": case["bmi"] + 1.0 * rng.standard_normal(),
-            "dur": case["dur"] * float(np.exp(0.2 * rng.standard_normal())),
+            "dur": case["dur"] * math.exp(0.2 * rng.standard_normal()),
             "dep": case["dep"], "leg": case["leg"] + 0.5 * step[0],
             "back": case["back"] + 0.5 * step[1], "odi": case["odi"] + 2.0 * step[2],
             "opioid": case["opioid"]}
@@ -557,13 +611,13 @@ def _tune_candidate(b: np.ndarray, bd: np.ndarray, gap: float, x: np.ndarray, d:
         if (dn[0] < 2.0 or dn[0] > 10.0 or dn[1] < 0.0 or dn[1] > 10.0 or dn[2] < 4.0
                 or dn[2] > 90.0 or (mri and (dn[0] < 4.5 or dn[1] > dn[0] - 0.5))):
             continue
-        rest = gap - float(bd @ sh)
+        rest = gap - _dot(bd, sh)
         # Smallest change in tolerance units; a covariate at its bound is left out.
         free = b != 0
         xn = x.copy()
         for _ in range(3):
             w = np.where(free, b * tol**2, 0.0)
-            den = float(b @ w)
+            den = _dot(b, w)
             if den <= 0:
                 break
             xn = x + rest * w / den
@@ -864,8 +918,8 @@ def _composite(rng, r: np.ndarray, days: list, k: int) -> np.ndarray | None:
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     xc, yc = x - x.mean(), y - y.mean()
-    den = float(np.sqrt((xc @ xc) * (yc @ yc)))
-    return float(xc @ yc) / den if den > 0 else 0.0
+    den = math.sqrt(_dot(xc, xc) * _dot(yc, yc))
+    return _dot(xc, yc) / den if den > 0 else 0.0
 
 
 def _swap_towards(rng, values: np.ndarray, base: np.ndarray, lo: np.ndarray, hi: np.ndarray,

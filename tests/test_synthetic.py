@@ -7,10 +7,21 @@ parameters on the committed file and checks every published count, mean, SD and 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+import esi.matching
 from esi import audit
 from esi.cohort import define_cohort
 from esi.compare import compare_historical, compare_matched
@@ -18,7 +29,8 @@ from esi.io import read_registry
 from esi.matching import match
 from esi.outcomes import derive_outcomes
 from esi.params import DEFAULTS
-from esi.paths import PUBLISHED_RESULTS, SYNTHETIC_REGISTRY
+from esi.paths import PROJECT_ROOT, PUBLISHED_RESULTS, SYNTHETIC_REGISTRY
+from esi.propensity import fit_propensity
 from esi.synthetic import (
     CALIBRATION,
     DEFAULT_SEED,
@@ -205,3 +217,176 @@ def test_constructed_outcomes_have_plausible_correlations(analysis):
         # Every patient's reduction lies within what the scale allows.
         for ids, v in ((m.pairs["treated"], a), (m.pairs["control"], b)):
             assert np.all(v <= reg.loc[ids, base].to_numpy())
+
+
+# ------------------------------------------------------------------ the same bytes on every CPU
+#: OpenBLAS core types forced in turn (``OPENBLAS_CORETYPE``), with the /proc/cpuinfo flags
+#: each kernel needs. Prescott runs OpenBLAS's generic kernels (it reports "Katmai"), which add
+#: in another order than Haswell's: before the generator and the propensity fit stopped calling
+#: BLAS, it gave other follow-up values, as SkylakeX (AVX-512) did.
+OPENBLAS_CORES = {
+    "Prescott": {"pni"},  # SSE3
+    "Nehalem": {"ssse3", "sse4_2"},
+    "Sandybridge": {"avx"},
+    "Haswell": {"avx", "avx2", "fma"},
+    "Zen": {"avx", "avx2", "fma"},
+    "SkylakeX": {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"},
+    "Cooperlake": {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl",
+                   "avx512_bf16"},
+}
+#: The run with numpy's CPU dispatch limited to its baseline (NPY_DISABLE_CPU_FEATURES).
+NUMPY_BASELINE = "numpy-baseline"
+
+_CHILD = """
+import json, sys
+from esi.synthetic import write_synthetic_registry
+write_synthetic_registry(sys.argv[1])
+sys.path.insert(0, sys.argv[2])
+from test_synthetic import fit_fingerprint
+print("FIT " + json.dumps(fit_fingerprint()))
+"""
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    m = re.search(r"^flags\s*:(.*)$", text, flags=re.MULTILINE)
+    return set(m.group(1).split()) if m else None
+
+
+def _numpy_dispatch_features() -> list[str]:
+    """numpy's CPU features above its baseline that this CPU has (its dispatch targets)."""
+    simd = np.show_config(mode="dicts")["SIMD Extensions"]
+    return list(simd.get("found") or [])
+
+
+def fit_fingerprint() -> dict[str, str]:
+    """SHA-256 of the default analysis' propensity model and match on the committed registry
+    and of the model on MatchIt's lalonde (every bit of coefficients, standard errors, linear
+    predictors, deviance and the pairs with their distance gaps)."""
+    reg = read_registry(SYNTHETIC_REGISTRY)
+    m = match(define_cohort(reg).eligible, "near_normal", DEFAULTS["covariates"],
+              method=DEFAULTS["method"], distance=DEFAULTS["distance"], ratio=DEFAULTS["ratio"],
+              caliper=DEFAULTS["caliper"], replace=DEFAULTS["replace"],
+              random_state=DEFAULTS["seed"])
+    ref = PROJECT_ROOT / "tests" / "reference" / "matchit"
+    lalonde = pd.read_csv(ref / "lalonde.csv", index_col="id")
+    other = fit_propensity(lalonde, "treat", ["age", "educ", "race", "married", "nodegree",
+                                              "re74", "re75"])
+    out = {}
+    for name, model, pairs in (("default", m.model, m.pairs), ("lalonde", other, None)):
+        h = hashlib.sha256()
+        for s in (model.coefficients, model.standard_errors, model.linear_predictor,
+                  model.propensity):
+            h.update(s.to_numpy(dtype=float).tobytes())
+        h.update(np.float64(model.deviance).tobytes())
+        if pairs is not None:
+            h.update(pairs.to_csv(float_format="%.17g").encode())
+        out[name] = h.hexdigest()
+    return out
+
+
+def _variants() -> dict[str, dict[str, str] | None]:
+    """Environment of each regeneration; None for a kernel this CPU cannot run."""
+    flags = _cpu_flags()
+    out: dict[str, dict[str, str] | None] = {}
+    for core, need in OPENBLAS_CORES.items():
+        out[core] = ({"OPENBLAS_CORETYPE": core} if flags is not None and need <= flags
+                     else None)
+    out[NUMPY_BASELINE] = {"NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_dispatch_features())}
+    return out
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    """``write_synthetic_registry`` in a fresh interpreter per variant (two at a time): the
+    bytes written, the OpenBLAS kernel that ran (OPENBLAS_VERBOSE), the fit fingerprint."""
+    if _cpu_flags() is None:
+        pytest.skip("no /proc/cpuinfo: cannot tell which OpenBLAS kernels this CPU runs")
+    tmp = tmp_path_factory.mktemp("kernels")
+
+    def run(item):
+        name, extra = item
+        if extra is None:
+            return name, None
+        env = {**os.environ, "OPENBLAS_VERBOSE": "2", **extra}
+        if "OPENBLAS_CORETYPE" not in extra:
+            env.pop("OPENBLAS_CORETYPE", None)
+        out = tmp / f"{name}.csv"
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(out), str(Path(__file__).parent)],
+                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+        core = re.findall(r"Core: (\w+)", done.stderr)
+        fit = [json.loads(line[4:]) for line in done.stdout.splitlines()
+               if line.startswith("FIT ")]
+        return name, {"rc": done.returncode, "stderr": done.stderr[-2000:],
+                      "bytes": out.read_bytes() if out.exists() else b"",
+                      "core": core[-1] if core else None, "fit": fit[0] if fit else None}
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, _variants().items()))
+
+
+@pytest.mark.parametrize("variant", [*OPENBLAS_CORES, NUMPY_BASELINE])
+def test_registry_is_byte_identical_under_every_kernel(regenerated, variant):
+    # The generator's decisions (swaps kept on a correlation, twins tuned to a propensity)
+    # must not depend on the last bits that the BLAS kernel or numpy's SIMD path produce.
+    got = regenerated[variant]
+    if got is None:
+        pytest.skip(f"this CPU lacks the flags of OpenBLAS's {variant} kernel")
+    assert got["rc"] == 0, got["stderr"]
+    n_diff = sum(a != b for a, b in zip(got["bytes"].splitlines(),
+                                        SYNTHETIC_REGISTRY.read_bytes().splitlines(),
+                                        strict=False))
+    assert got["bytes"] == SYNTHETIC_REGISTRY.read_bytes(), (
+        f"{variant} (OpenBLAS kernel {got['core']}): {n_diff} lines differ")
+
+
+@pytest.mark.parametrize("variant", [*OPENBLAS_CORES, NUMPY_BASELINE])
+def test_propensity_fit_has_the_same_bits_under_every_kernel(regenerated, variant):
+    # esi run's result files (matched_pairs.csv's distance gaps to 10 digits) follow the fit
+    # bit for bit, so the fit must not depend on the kernel either.
+    got = regenerated[variant]
+    if got is None:
+        pytest.skip(f"this CPU lacks the flags of OpenBLAS's {variant} kernel")
+    assert got["rc"] == 0, got["stderr"]
+    assert got["fit"] == fit_fingerprint(), f"{variant} (OpenBLAS kernel {got['core']})"
+
+
+def test_the_forced_kernels_really_differ(regenerated):
+    # Guards the two tests above against an OpenBLAS that ignores OPENBLAS_CORETYPE: the runs
+    # must have used several distinct kernels (here: Katmai, Nehalem, Sandybridge, Haswell).
+    ran = {v["core"] for k, v in regenerated.items() if v is not None and k != NUMPY_BASELINE}
+    assert None not in ran, "OPENBLAS_VERBOSE=2 did not report the kernel"
+    assert len(ran) >= 3, ran
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_registry_does_not_depend_on_the_last_bits_of_the_propensity_fit(monkeypatch, sign):
+    # A margin far beyond any kernel's rounding: every coefficient, linear predictor and
+    # propensity moved by a relative 1e-9 (alternating up and down) leaves the registry
+    # unchanged - the twins' tuning and the match decide nothing within such a distance (on
+    # this seed the registry first changes near 1e-4).
+    calls = []
+
+    def perturbed(*args, **kwargs):
+        model = fit_propensity(*args, **kwargs)
+
+        def shift(s: pd.Series) -> pd.Series:
+            v = s.to_numpy(dtype=float)
+            f = np.where(np.arange(v.size) % 2 == 0, sign, -sign)
+            return pd.Series(v * (1.0 + 1e-9 * f), index=s.index, name=s.name)
+
+        lin, prob = shift(model.linear_predictor), shift(model.propensity)
+        new = dataclasses.replace(
+            model, coefficients=shift(model.coefficients), linear_predictor=lin,
+            propensity=prob,
+            distance=(lin if model.distance_scale == "logit" else prob).rename("distance"))
+        calls.append(not np.array_equal(new.distance.to_numpy(), model.distance.to_numpy()))
+        return new
+
+    monkeypatch.setattr(esi.matching, "fit_propensity", perturbed)
+    frame = generate_registry()
+    assert len(calls) >= 2 and all(calls)  # every round's model was really moved
+    pd.testing.assert_frame_equal(frame, read_registry(SYNTHETIC_REGISTRY))
