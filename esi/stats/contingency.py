@@ -14,6 +14,9 @@ control no event, ``c`` = case no event and control event.
 Checked against R ``fisher.test`` (p.value, the conditional maximum-likelihood estimate of the
 odds ratio and its exact conf.int), ``chisq.test(correct = TRUE/FALSE)``, ``binom.test`` (exact
 McNemar = binom.test(b, b + c)) and ``mcnemar.test`` in ``tests/test_stats_reference.py``.
+The conditional odds ratio and its interval are compared with fisher.test's own code run with
+a tight root-finding tolerance (``uniroot(tol = 1e-14)``) to 1e-9: see
+:func:`conditional_odds_ratio` for why fisher.test's default output differs in the 4th digit.
 """
 
 from __future__ import annotations
@@ -62,9 +65,29 @@ def conditional_odds_ratio(table, *, alternative: str = "two-sided", confidence:
     -------
     tuple of float
         (estimate, ci_low, ci_high). This is the MLE of the noncentral hypergeometric
-        distribution, *not* the sample odds ratio ad/bc (they differ in small tables). When a
-        margin of the table is zero the odds ratio is not identifiable and NaN is returned for
-        all three (R ``fisher.test`` fails there too).
+        distribution, *not* the sample odds ratio ad/bc (they differ in small tables). The
+        estimate is 0 or infinite, and a limit 0 or infinite, when the count sits at an end of
+        its support, as in R.
+
+    Notes
+    -----
+    *Zero margin.* When a row or a column of the table is empty (e.g. ``[[0, 0], [5, 7]]``)
+    the table's conditional distribution has a single point, so the likelihood does not
+    depend on the odds ratio: it is not estimable, and esi returns NaN for the estimate and
+    both limits. R's ``fisher.test`` (4.2.2) does not fail there: it returns estimate 0 and
+    interval ``[0, Inf]`` for every alternative. Its 0 is an artefact of the order of its
+    checks (the count equals both ends of its support; ``x == lo``, giving 0, is tested before
+    ``x == hi``, which would give Inf); its interval says "any odds ratio". The P-values
+    agree (1). Both are checked in ``tests/test_stats_reference.py``.
+
+    *Precision.* The estimate and limits are roots found by ``scipy.stats.contingency.
+    odds_ratio`` (brentq, ``xtol = 1e-13``). R's ``fisher.test`` finds them with ``uniroot``
+    at its default tolerance (``.Machine$double.eps^0.25``, about 1.2e-4 on the odds ratio or
+    its inverse), so its values can differ from these in the 4th significant digit: for
+    ``[[10, 6], [1, 0]]`` R gives the upper limit 71.421, esi 71.500, which is the exact root
+    (``11 / (11 + 6 psi) = 0.025``) and what R's own code gives with ``tol = 1e-14``. The
+    reference script (tests/reference/stats/make_reference.R) runs that code with the tight
+    tolerance and the test compares to 1e-9.
     """
     t = as_table(table)
     check_alternative(alternative)
@@ -101,7 +124,8 @@ def fisher_exact(table, *, alternative: str = "two-sided", confidence: float = 0
     -------
     TestResult
         statistic NaN (Fisher's test has none), p_value, estimate = conditional MLE odds ratio,
-        ci_low / ci_high its exact interval (NaN when a margin is zero), n1 = a + b,
+        ci_low / ci_high its exact interval (NaN for all three when a margin is zero, where R
+        returns 0 and [0, Inf]; see :func:`conditional_odds_ratio`), n1 = a + b,
         n2 = c + d. ``test`` is ``"fisher"``, ``"fisher_less"`` or ``"fisher_greater"``.
     """
     t = as_table(table)
