@@ -685,10 +685,12 @@ def _vector_p(test: str, alt: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return stats.ttest_ind(x, y, axis=-1, equal_var=test == "student",
                                alternative=alt).pvalue
     if test == "mann_whitney":
-        # R wilcox.test with ties: normal approximation with continuity correction.
+        # As esi.stats.mann_whitney (R wilcox.test): with ties (almost every pair of SPRITE
+        # samples) the normal approximation with continuity correction, without ties and
+        # below 50 per group the exact P.
         from esi.stats.nonparametric import mann_whitney_p_rows
 
-        return mann_whitney_p_rows(x, y, alternative=alt, continuity=True)
+        return mann_whitney_p_rows(x, y, alternative=alt, continuity=True, exact=None)
     raise ValueError(f"test {test!r} is not available for SPRITE narrowing")
 
 
@@ -742,7 +744,8 @@ def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]
     # (sums of half and whole numbers). Here they come exactly, for all pairs at once, from
     # each row's count of every distinct value instead of ranking every pair; the P is then
     # the arithmetic of esi.stats.nonparametric.mann_whitney_p_rows (normal approximation,
-    # continuity correction), checked bit for bit in tests/test_audit.py.
+    # continuity correction; the exact P for a pair without ties, as the analysis' test),
+    # checked bit for bit in tests/test_audit.py.
     from esi.stats.nonparametric import mann_whitney_p_from_u
 
     n1, n2 = a.shape[-1], b.shape[-1]
@@ -762,7 +765,7 @@ def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]
     ties = ((ca ** 3).sum(axis=1)[:, None] + (cb ** 3).sum(axis=1)[None, :]
             + 3 * (np.concatenate([ca ** 2, ca], axis=1)
                    @ np.concatenate([cb, cb ** 2], axis=1).T) - (n1 + n2)).astype(float)
-    return {alt: mann_whitney_p_from_u(u1, ties, n1, n2, alt) for alt in _ALTS}
+    return {alt: mann_whitney_p_from_u(u1, ties, n1, n2, alt, exact=None) for alt in _ALTS}
 
 
 def _narrowing_p(test: str, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:

@@ -212,6 +212,23 @@ def test_vectorised_p_values_agree_with_esi_stats():
                 mann_whitney(a[i], b[j], alternative="less").p_value, rel=1e-9)
 
 
+def test_narrowing_uses_the_exact_p_for_pairs_without_ties():
+    # A pair of samples without ties gets the exact P, as esi.stats.mann_whitney gives it
+    # (the analysis' test); pairs with ties the normal approximation (issue 15).
+    from esi.stats import mann_whitney
+
+    a = np.array([[0.5, 1.5, 2.5, 3.5, 4.5, 6.0], [0.5, 0.5, 2.5, 3.5, 4.5, 6.0]])
+    b = np.array([[1.0, 2.0, 3.0, 5.0, 7.0], [-1.0, 2.0, 3.0, 4.0, 8.0]])
+    for alt in audit._ALTS:
+        want = np.array([[mann_whitney(x, y, alternative=alt).p_value for y in b] for x in a])
+        methods = [[mann_whitney(x, y).method for y in b] for x in a]
+        assert methods[0] == ["exact", "exact"] and methods[1][0] != "exact"
+        np.testing.assert_allclose(audit._vector_p("mann_whitney", alt, a, b), want,
+                                   rtol=1e-12)
+        np.testing.assert_array_equal(audit._narrowing_p("mann_whitney", a, b)[alt],
+                                      audit._vector_p("mann_whitney", alt, a, b))
+
+
 @pytest.mark.parametrize("step,n1,n2", [(0.5, 14, 14), (2.0, 14, 12), (2 / 9, 9, 11), (1.0, 3, 2)])
 @pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # constant rows
 def test_narrowing_p_values_are_those_of_every_pair(step, n1, n2):

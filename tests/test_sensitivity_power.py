@@ -138,20 +138,52 @@ def test_sample_size_does_not_depend_on_n_max(test):
         assert at >= 0.8 > below
 
 
-def test_rank_tests_simulate_with_scipy_p_values():
+def test_every_test_simulates_the_analysis_p_values():
+    # Issue 15: the simulation must run the test the analysis runs, as it runs it: each row's
+    # P is that of the esi.stats function with its default options (for the rank tests, the
+    # exact P without ties below 50 per group, as R's wilcox.test; before, the Mann-Whitney
+    # simulation took scipy's normal approximation above 8 per group and the signed-rank one
+    # scipy's approximation without continuity correction at 50 or more).
+    from esi import stats as st
+
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(5, 14)), rng.normal(size=(5, 14))
-    for test, reference in (
-        ("welch", lambda a, b: stats.ttest_ind(a, b, equal_var=False).pvalue),
-        ("student", lambda a, b: stats.ttest_ind(a, b).pvalue),
-        ("paired_t", lambda a, b: stats.ttest_rel(a, b).pvalue),
-        ("mann_whitney", lambda a, b: stats.mannwhitneyu(a, b).pvalue),
-        ("wilcoxon", lambda a, b: stats.wilcoxon(a - b).pvalue),
-    ):
-        got = pw._p_values(x, y, test)
-        assert_allclose(got, [reference(a, b) for a, b in zip(x, y, strict=True)], rtol=1e-10)
+    for n in (5, 14, 49, 50, 60):
+        x, y = rng.normal(size=(5, n)), rng.normal(0.3, 1.2, size=(5, n))
+        for test, analysis in (
+            ("welch", lambda a, b: st.welch_t(a, b).p_value),
+            ("student", lambda a, b: st.student_t(a, b).p_value),
+            ("paired_t", lambda a, b: st.paired_t(a, b).p_value),
+            ("mann_whitney", lambda a, b: st.mann_whitney(a, b).p_value),
+            ("wilcoxon", lambda a, b: st.wilcoxon_signed_rank(a, b).p_value),
+        ):
+            got = pw._p_values(x, y, test)
+            want = [analysis(a, b) for a, b in zip(x, y, strict=True)]
+            assert_allclose(got, want, rtol=1e-12, err_msg=f"{test} n={n}")
+        # the t tests are scipy's, as before
+        assert_allclose(pw._p_values(x, y, "welch"),
+                        stats.ttest_ind(x, y, equal_var=False, axis=1).pvalue, rtol=1e-10)
     power = pw.power_by_simulation(2.0, test="mann_whitney", n_sim=500, seed=6)
     assert 0.3 < power["power"].item() < 0.75
+
+
+def test_mann_whitney_power_is_the_share_of_analysis_tests_below_alpha():
+    # The simulated power is, draw for draw, the share of simulated studies in which
+    # esi.stats.mann_whitney (the analysis' test: exact at 14 per group without ties) gives
+    # P < alpha; the normal approximation would give another share (the issue's example:
+    # 14 per group, SDs 2.55 / 2.15, a 2-point difference: 0.554 exact vs 0.532 approximate
+    # with n_sim 20,000, seed 2025).
+    from esi.stats import mann_whitney
+
+    n_sim, seed, delta, sds = 400, 2025, 2.0, (2.55, 2.15)
+    z_case, z_control = pw._draws(seed, n_sim, 14, 0.0)
+    x, y = delta + sds[0] * z_case, sds[1] * z_control
+    exact = np.array([mann_whitney(a, b).p_value for a, b in zip(x, y, strict=True)])
+    approx = np.array([mann_whitney(a, b, exact=False).p_value
+                       for a, b in zip(x, y, strict=True)])
+    assert all(mann_whitney(a, b).method == "exact" for a, b in zip(x[:5], y[:5], strict=True))
+    got = pw.power_by_simulation(delta, n_sim=n_sim, seed=seed, test="mann_whitney")
+    assert got["power"].item() == np.mean(exact < 0.05)
+    assert np.mean(approx < 0.05) < np.mean(exact < 0.05)
 
 
 def test_simulation_is_deterministic_and_seeded():
@@ -214,20 +246,22 @@ def test_argument_errors_name_the_culprit():
 
 @pytest.mark.parametrize(("n1", "n2", "ties"), [(14, 14, False), (9, 30, False),
                                                  (86, 86, False), (5, 7, False),
+                                                 (49, 49, False), (49, 50, False),
                                                  (14, 14, True)])
-def test_fast_mann_whitney_equals_scipy(n1, n2, ties):
-    # scipy.stats.mannwhitneyu(method="auto"), two-sided, row by row
-    from scipy import stats as sps
-
-    from esi.sensitivity.power import _mann_whitney_p
+def test_fast_mann_whitney_equals_the_analysis_test(n1, n2, ties):
+    # esi.stats.mann_whitney (two-sided, default options), row by row: exact below 50 per
+    # group without ties, else the normal approximation with tie and continuity corrections.
+    from esi.stats import mann_whitney
+    from esi.stats.nonparametric import mann_whitney_p_rows
 
     rng = np.random.default_rng(n1 + n2)
     x, y = rng.normal(size=(300, n1)), rng.normal(0.4, 1.3, size=(300, n2))
     if ties:
         x, y = np.round(x * 2) / 2, np.round(y * 2) / 2
-    expected = sps.mannwhitneyu(x, y, alternative="two-sided", axis=1).pvalue
-    np.testing.assert_allclose(_mann_whitney_p(x, y), expected, rtol=1e-12, atol=1e-15)
-    if min(n1, n2) > 8:  # the untied shortcut gives the very values of the general function
-        from esi.stats.nonparametric import mann_whitney_p_rows
-
-        np.testing.assert_array_equal(_mann_whitney_p(x, y), mann_whitney_p_rows(x, y))
+    expected = [mann_whitney(a, b).p_value for a, b in zip(x, y, strict=True)]
+    np.testing.assert_allclose(pw._mann_whitney_p(x, y), expected, rtol=1e-12, atol=1e-15)
+    # the untied shortcut gives the very values of the general function with the same rule
+    np.testing.assert_array_equal(pw._mann_whitney_p(x, y),
+                                  mann_whitney_p_rows(x, y, exact=None))
+    if max(n1, n2) >= 50 or ties:  # the approximation, as before
+        np.testing.assert_array_equal(pw._mann_whitney_p(x, y), mann_whitney_p_rows(x, y))
