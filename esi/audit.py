@@ -21,8 +21,11 @@ treated (``cases``) and which the control (``controls``) side of the comparison.
   for ``p_at_least`` the reproduced value is the smallest P of the outcomes named (an outcome
   ``a_and_b_rest`` names ``a_rest`` and ``b_rest``), and the figure matches when it is at least
   the published bound; ``_upper_bound`` matches when the reproduced value does not exceed it.
-* every other figure matches when the reproduced value, rounded half away from zero to the
-  published ``decimals``, equals the published value.
+* every other figure matches when the reproduced value rounds to the published value at the
+  published ``decimals`` under some rounding convention: it lies in the closed interval of
+  half a unit of the last decimal around it (:func:`esi.grim.rounds_to`, the audit's one
+  rounding rule, also that of GRIM, GRIMMER, SPRITE and the P-value audit). A reproduced
+  2.365 thus matches a published 2.37 (half up) and 2.36 (half to even) alike.
 
 The n of a published mean, SD or percentage (for GRIM, GRIMMER, SPRITE and tests from summary
 statistics) is the published ``n`` of the same outcome, time point and group when the table has
@@ -54,6 +57,7 @@ from esi.grim import (
     grim,
     grim_percent,
     grimmer,
+    rounds_to,
 )
 from esi.paths import PUBLISHED_RESULTS
 
@@ -149,7 +153,10 @@ def read_published(path: str | Path | pd.DataFrame = PUBLISHED_RESULTS) -> pd.Da
 
 
 def round_half_up(x: float, decimals: int) -> float:
-    """Round half away from zero at ``decimals`` places (as a person reports a number)."""
+    """Round half away from zero at ``decimals`` places (as a person reports a number).
+
+    Used to *show* a reproduced value; whether it matches a published one is decided by
+    :func:`esi.grim.rounds_to` (either convention for a half)."""
     if x is None or not math.isfinite(float(x)):
         return float("nan")
     q = Decimal(1).scaleb(-int(decimals))
@@ -296,8 +303,10 @@ def reproduce(published: pd.DataFrame, reproduced: Mapping[str, float] | pd.Data
     -------
     pandas.DataFrame
         One row per published figure, columns ``id``, ``published``, ``reproduced`` (rounded
-        half away from zero to ``decimals``; bounds as computed), ``decimals``, ``match``
-        (bool; see the module notes for bounds). This is ``reproduction.csv``.
+        to ``decimals``: the published value when the reproduced value rounds to it, else
+        rounded half away from zero; bounds as computed), ``decimals``, ``match`` (bool: the
+        reproduced value rounds to the published one under some convention, see the module
+        notes; for bounds, the bound holds). This is ``reproduction.csv``.
     """
     published = read_published(published)
     if isinstance(reproduced, pd.DataFrame):
@@ -321,8 +330,8 @@ def reproduce(published: pd.DataFrame, reproduced: Mapping[str, float] | pd.Data
         elif kind == "at_most":
             ok, shown = v <= r.value, round_half_up(v, r.decimals)
         else:
-            shown = round_half_up(v, r.decimals)
-            ok = shown == round_half_up(r.value, r.decimals)
+            ok = rounds_to(v, r.value, r.decimals)
+            shown = round_half_up(r.value if ok else v, r.decimals)
         rows.append({"id": r.id, "published": r.value, "reproduced": shown,
                      "decimals": int(r.decimals), "match": bool(ok)})
     return pd.DataFrame(rows, columns=["id", "published", "reproduced", "decimals", "match"])
@@ -470,7 +479,9 @@ def p_value_audit(published: pd.DataFrame, data: dict[str, dict[str, object]] | 
         (the outcome column tested), ``source`` (``data`` or ``summary``: means and SDs for t
         tests, counts rebuilt from percentages and n for Fisher and chi-square), ``test``,
         ``alternative``, ``p_value``, ``published``, ``decimals``, ``criterion`` (``"equals
-        after rounding"`` or ``">= bound"``), ``gives_published`` (bool).
+        after rounding"``: the P rounds to the published value under some rounding
+        convention, :func:`esi.grim.rounds_to`; or ``">= bound"`` / ``"<= bound"``),
+        ``gives_published`` (bool).
 
     Notes
     -----
@@ -495,7 +506,7 @@ def p_value_audit(published: pd.DataFrame, data: dict[str, dict[str, object]] | 
                 return p >= r.value
             if kind == "at_most":
                 return p <= r.value
-            return round_half_up(p, r.decimals) == round_half_up(r.value, r.decimals)
+            return rounds_to(p, r.value, r.decimals)
 
         for o in _components(r.outcome):
             col = f"{o}_{r.timepoint_weeks}w"
@@ -674,10 +685,12 @@ def _vector_p(test: str, alt: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return stats.ttest_ind(x, y, axis=-1, equal_var=test == "student",
                                alternative=alt).pvalue
     if test == "mann_whitney":
-        # R wilcox.test with ties: normal approximation with continuity correction.
+        # As esi.stats.mann_whitney (R wilcox.test): with ties (almost every pair of SPRITE
+        # samples) the normal approximation with continuity correction, without ties and
+        # below 50 per group the exact P.
         from esi.stats.nonparametric import mann_whitney_p_rows
 
-        return mann_whitney_p_rows(x, y, alternative=alt, continuity=True)
+        return mann_whitney_p_rows(x, y, alternative=alt, continuity=True, exact=None)
     raise ValueError(f"test {test!r} is not available for SPRITE narrowing")
 
 
@@ -731,7 +744,8 @@ def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]
     # (sums of half and whole numbers). Here they come exactly, for all pairs at once, from
     # each row's count of every distinct value instead of ranking every pair; the P is then
     # the arithmetic of esi.stats.nonparametric.mann_whitney_p_rows (normal approximation,
-    # continuity correction), checked bit for bit in tests/test_audit.py.
+    # continuity correction; the exact P for a pair without ties, as the analysis' test),
+    # checked bit for bit in tests/test_audit.py.
     from esi.stats.nonparametric import mann_whitney_p_from_u
 
     n1, n2 = a.shape[-1], b.shape[-1]
@@ -751,7 +765,7 @@ def _mann_whitney_p_pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]
     ties = ((ca ** 3).sum(axis=1)[:, None] + (cb ** 3).sum(axis=1)[None, :]
             + 3 * (np.concatenate([ca ** 2, ca], axis=1)
                    @ np.concatenate([cb, cb ** 2], axis=1).T) - (n1 + n2)).astype(float)
-    return {alt: mann_whitney_p_from_u(u1, ties, n1, n2, alt) for alt in _ALTS}
+    return {alt: mann_whitney_p_from_u(u1, ties, n1, n2, alt, exact=None) for alt in _ALTS}
 
 
 def _narrowing_p(test: str, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
@@ -765,12 +779,6 @@ def _narrowing_p(test: str, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarra
     raise ValueError(f"test {test!r} is not available for SPRITE narrowing")
 
 
-def _rounds_to_published(p: np.ndarray, value: float, decimals: int) -> np.ndarray:
-    # Vectorised round-half-up comparison; the 1e-9 guard absorbs binary representation error.
-    scale = 10.0 ** decimals
-    return np.floor(np.asarray(p, dtype=float) * scale + 0.5 + 1e-9) == round(value * scale)
-
-
 def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
                  scales: Mapping[str, Scale] | None = None,
                  tests=("welch", "student", "mann_whitney")) -> dict[str, pd.DataFrame]:
@@ -780,7 +788,8 @@ def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
     distinct samples on the outcome's scale (:data:`SCALES`; when the mean is GRIM-inconsistent
     there, on the coarsest finer candidate scale that is consistent, named in ``scale``).
     For each published P of that outcome, every pair (case sample, control sample) is tested
-    with ``tests``, two- and one-sided, and the pairs giving the published P counted.
+    with ``tests``, two- and one-sided, and the pairs giving the published P counted (a P
+    gives it when it rounds to it under some rounding convention, :func:`esi.grim.rounds_to`).
 
     Returns
     -------
@@ -819,7 +828,7 @@ def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
             hi = math.floor(Fraction(sc.upper) / g) * g
             try:
                 df = sprite_many(n, r.value, sd_value, k, lower=float(lo),
-                                 upper=float(hi), step=float(g), mean_decimals=r.decimals,
+                                 upper=float(hi), step=g, mean_decimals=r.decimals,
                                  sd_decimals=sd_decimals,
                                  seed=int(rng.integers(2**31)))
             except SpriteError:
@@ -847,7 +856,7 @@ def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
             ps = _narrowing_p(test, a[1], b[1])
             for alt in _ALTS:
                 p = ps[alt]
-                ok = _rounds_to_published(p, r.value, r.decimals)
+                ok = rounds_to(p, r.value, r.decimals)
                 any_ok |= ok
                 rows_n.append(dict(id=r.id, test=test, alternative=alt, n_pairs=int(ok.size),
                                    n_giving_p=int(ok.sum()),

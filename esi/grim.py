@@ -14,16 +14,30 @@ are both even or both odd). A reported SD is consistent only if an integer ``Q``
 parity falls in the interval. Both tests give necessary conditions: "consistent" means "not
 ruled out", never "proven possible" (SPRITE, :mod:`esi.sprite`, can exhibit a sample).
 
-Both ends of a rounding interval are included, so a value is consistent whichever way the
-author rounded a half (R scrutiny's ``rounding = "up_or_down"``). All arithmetic is exact
-(:class:`fractions.Fraction`), so no floating-point edge decides a verdict.
+Rounding: one rule for the whole audit
+-------------------------------------
+A reported figure ``v`` at ``d`` decimals stands for every true value that rounds to it under
+*some* convention an author may have used: half up, half down, half to even (R's and numpy's
+``round``), half away from zero. Together these are exactly the closed interval
+``[v - 0.5 10^-d, v + 0.5 10^-d]`` (:func:`rounding_interval`): 2.375 is reported as 2.38
+(half up) or 2.37 (half even), so both 2.37 and 2.38 admit it (R scrutiny's
+``rounding = "up_or_down"``). :func:`rounds_to` applies that interval to computed values.
+GRIM, GRIMMER (here), SPRITE (:mod:`esi.sprite`: the admissible sums and sums of squares, and
+the check of every sample) and the audit's matching of reproduced to reported figures and of
+P-values (:mod:`esi.audit`) all use these two functions and nothing else. All arithmetic on
+reported figures is exact (:class:`fractions.Fraction`), so no floating-point edge decides a
+verdict.
 
 Checked against an exhaustive enumeration of every sample of small size in
-``tests/test_grim.py`` and against the published examples cited there.
+``tests/test_grim.py`` and against the published examples cited there; and against
+rsprite2 0.2.1's ``GRIM_test`` and ``GRIMMER_test`` (identical verdicts on 4,816 means and
+16,932 mean/SD pairs that include every rounding half of small samples) and an enumeration in
+R (tests/reference/audit/rounding_reference.R, tests/test_rounding_reference.py).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,6 +55,11 @@ __all__ = [
     "consistent_n",
     "as_fraction",
     "rounding_interval",
+    "rounds_to",
+    "sum_of_squares_range",
+    "whole_sums_of_squares",
+    "parity_fits",
+    "FLOAT_SLACK",
     "ODI_COMPLETE",
     "ODI_ONE_SKIPPED",
     "ODI_TWO_SKIPPED",
@@ -73,13 +92,119 @@ def as_fraction(x: float | int | str | Fraction | Decimal) -> Fraction:
 def rounding_interval(value: float | str | Fraction, decimals: int) -> tuple[Fraction, Fraction]:
     """The closed interval of true values that round to ``value`` at ``decimals`` places.
 
-    The lower end is clipped at 0 only by the callers that need it (SDs).
+    Both ends are included: a true value exactly half-way between two reported values rounds
+    to either of them depending on the convention (half up, half down, half to even, half away
+    from zero), so it is admitted by both. The interval is the union over those conventions,
+    and every value inside it rounds to ``value`` under at least one of them.
+
+    Parameters
+    ----------
+    value
+        The reported value (read exactly from its decimal text, see :func:`as_fraction`).
+    decimals
+        Decimal places it was reported to.
+
+    Returns
+    -------
+    tuple of fractions.Fraction
+        ``(value - 0.5 * 10**-decimals, value + 0.5 * 10**-decimals)``. The lower end is
+        clipped at 0 only by the callers that need it (SDs).
     """
     if int(decimals) != decimals or decimals < 0:
         raise ValueError(f"decimals must be a non-negative whole number, got {decimals!r}")
+    try:
+        return _rounding_interval(value, int(decimals))
+    except TypeError:  # an unhashable number type
+        return _rounding_interval.__wrapped__(value, int(decimals))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rounding_interval(value, decimals: int) -> tuple[Fraction, Fraction]:
+    # Memoised: SPRITE and the audit ask for the same few reported figures again and again.
     v = as_fraction(value)
-    h = Fraction(1, 2 * 10 ** int(decimals))
+    h = Fraction(1, 2 * 10 ** decimals)
     return v - h, v + h
+
+
+#: Slack given to values computed in floating point by :func:`rounds_to`, as a share of the
+#: half-width of the rounding interval (1e-9 of 0.005 at two decimals). It absorbs the
+#: representation error of a computed mean, SD or P that is truly on an end of the interval
+#: (2.375 computed as 2.3749999999999996); it is far smaller than the distance from the
+#: interval of any mean or sum of squares of fewer than a billion values on a grid.
+FLOAT_SLACK = 1e-9
+
+
+def rounds_to(value, target, decimals: int):
+    """Does ``value`` round to the reported ``target`` at ``decimals`` places?
+
+    True when ``value`` lies in :func:`rounding_interval` ``(target, decimals)``: it rounds to
+    ``target`` under some rounding convention (a half counts for both neighbours).
+
+    Parameters
+    ----------
+    value
+        The true value: an exact number (int, :class:`~fractions.Fraction`,
+        :class:`~decimal.Decimal`, decimal text), compared exactly; or a value computed in
+        floating point (float, numpy array of floats), compared with the interval widened by
+        :data:`FLOAT_SLACK` of its half-width on each side.
+    target
+        The reported value (read exactly from its decimal text).
+    decimals
+        Decimal places of ``target``.
+
+    Returns
+    -------
+    bool or numpy.ndarray of bool
+        Element-wise for arrays; NaN never rounds to anything.
+    """
+    if isinstance(value, float | np.floating | np.ndarray):
+        lo_f, hi_f = _float_interval(target, int(decimals))
+        v = np.asarray(value, dtype=float)
+        out = (v >= lo_f) & (v <= hi_f)
+        return bool(out) if out.ndim == 0 else out
+    lo, hi = rounding_interval(target, decimals)
+    return bool(lo <= as_fraction(value) <= hi)
+
+
+@functools.lru_cache(maxsize=4096)
+def _float_interval(target, decimals: int) -> tuple[float, float]:
+    # rounding_interval widened by FLOAT_SLACK of its half-width, as floats (memoised).
+    lo, hi = rounding_interval(target, decimals)
+    slack = (hi - lo) / 2 * Fraction(FLOAT_SLACK)
+    return float(lo - slack), float(hi + slack)
+
+
+def sum_of_squares_range(total: Fraction, n: int, sd_lo: Fraction, sd_hi: Fraction
+                         ) -> tuple[Fraction, Fraction]:
+    """The closed interval of the sum of squares of ``n`` values with sum ``total`` whose
+    sample SD (``ddof = 1``) lies in ``[sd_lo, sd_hi]``: ``(n - 1) s^2 + total^2 / n``.
+
+    The identity behind GRIMMER (here) and SPRITE's target window (:mod:`esi.sprite`), in exact
+    arithmetic.
+    """
+    t2 = Fraction(total) ** 2 / n
+    return (n - 1) * Fraction(sd_lo) ** 2 + t2, (n - 1) * Fraction(sd_hi) ** 2 + t2
+
+
+def whole_sums_of_squares(k: int, n: int, g: Fraction, sd_lo: Fraction, sd_hi: Fraction,
+                          fixed_sum: Fraction = Fraction(0), fixed_sq: Fraction = Fraction(0)
+                          ) -> tuple[int, int]:
+    """The whole numbers ``Q`` that can be the sum of squares of the free values, in units.
+
+    ``n`` values of which some are free multiples ``x g`` of the step ``g`` (summing to
+    ``k g``) and the others fixed (sum ``fixed_sum``, sum of squares ``fixed_sq``): the sample
+    SD lies in ``[sd_lo, sd_hi]`` exactly when the free values' ``Q = sum x^2`` lies in
+    ``[first, last]`` (empty when ``first > last``). ``Q`` must also have the parity of ``k``
+    (``x^2`` and ``x`` are both even or both odd): :func:`parity_fits`.
+    """
+    lo, hi = sum_of_squares_range(k * g + fixed_sum, n, sd_lo, sd_hi)
+    g2 = g * g
+    return math.ceil((lo - fixed_sq) / g2), math.floor((hi - fixed_sq) / g2)
+
+
+def parity_fits(k: int, first: int, last: int) -> bool:
+    """True when a whole number of the parity of ``k`` lies in ``[first, last]``."""
+    return any(q % 2 == k % 2 for q in range(first, min(last, first + 1) + 1))
 
 
 def _check_n(n: int) -> int:
@@ -200,11 +325,11 @@ class GrimmerResult:
     granularity: float
 
 
-def _max_sd(n: int, mean: Fraction, lower: Fraction, upper: Fraction) -> float:
-    # The largest SD of n values in [lower, upper] with a given mean puts them at the bounds.
+def _max_var(n: int, mean: Fraction, lower: Fraction, upper: Fraction) -> Fraction:
+    # The largest sample variance of n values in [lower, upper] with a given mean puts them at
+    # the bounds (exact).
     p = (mean - lower) / (upper - lower)
-    var = float((upper - lower) ** 2 * p * (1 - p)) * n / (n - 1)
-    return math.sqrt(max(var, 0.0))
+    return max((upper - lower) ** 2 * p * (1 - p) * n / (n - 1), Fraction(0))
 
 
 def grimmer(mean, sd, n: int, mean_decimals: int, sd_decimals: int | None = None,
@@ -248,7 +373,7 @@ def grimmer(mean, sd, n: int, mean_decimals: int, sd_decimals: int | None = None
         lo_b, hi_b = as_fraction(lower), as_fraction(upper)
         if hi_b <= lo_b:
             raise ValueError(f"upper ({upper!r}) must exceed lower ({lower!r})")
-        if all(_max_sd(n, s / n, lo_b, hi_b) < float(s_lo) for s in sums):
+        if all(_max_var(n, s / n, lo_b, hi_b) < s_lo ** 2 for s in sums):
             return GrimmerResult(False, True, "SD too large for the bounds", **base)
     # sums are k g for the whole numbers k from sums[0] / g to sums[-1] / g.
     ok, any_integer = _sd_fits(int(sums[0] / g), int(sums[-1] / g), n, g, s_lo, s_hi)
@@ -261,17 +386,16 @@ def grimmer(mean, sd, n: int, mean_decimals: int, sd_decimals: int | None = None
 def _sd_fits(k_lo: int, k_hi: int, n: int, g: Fraction, s_lo: Fraction,
              s_hi: Fraction) -> tuple[bool, bool]:
     # GRIMMER for the sums k g, k_lo <= k <= k_hi, of n values on steps of g, and an SD in
-    # [s_lo, s_hi]: the sum of squares Q (units of g^2) is (n - 1) s^2 / g^2 + k^2 / n, a whole
-    # number of the parity of k. Returns (some k has such a Q, some k has a whole Q at all).
-    a_lo, a_hi = (n - 1) * (s_lo / g) ** 2, (n - 1) * (s_hi / g) ** 2
+    # [s_lo, s_hi]: the sum of squares Q (units of g^2) is a whole number in
+    # whole_sums_of_squares, of the parity of k. Returns (some k has such a Q, some k has a
+    # whole Q at all).
     any_integer = False
     for k in range(k_lo, k_hi + 1):
-        kk = Fraction(k * k, n)
-        first, last = math.ceil(a_lo + kk), math.floor(a_hi + kk)
+        first, last = whole_sums_of_squares(k, n, g, s_lo, s_hi)
         if first > last:
             continue
         any_integer = True
-        if any(q % 2 == k % 2 for q in range(first, min(last, first + 1) + 1)):
+        if parity_fits(k, first, last):
             return True, True
     return False, any_integer
 

@@ -17,36 +17,43 @@ This implementation:
   that sum), then moves one unit up on one value and one unit down on another (the sum, so
   the mean, never changes) choosing at random among the moves that bring the sum of squares
   toward the SD's rounding interval without overshooting it when such a move exists;
-* returns the sample once its mean and SD round to the targets with a margin of 1e-9 of the
-  rounding interval (so no rounding convention decides it), restarting from a new random sample
-  when a search stalls.
+* returns the sample once its mean and SD round to the targets, restarting from a new random
+  sample when a search stalls.
+
+"Round to the targets" is the audit's one rounding rule (:func:`esi.grim.rounding_interval`):
+a true value rounds to a reported one when it lies in the closed interval of half a unit of
+the last decimal around it, so a mean of 2.375 matches a reported 2.38 (half up) and 2.37
+(half even) alike, as GRIM and GRIMMER accept it. The admissible sums (GRIM on the free
+values) and, for each, the window of whole sums of squares (GRIMMER) are worked out once in
+exact arithmetic (:func:`esi.grim.whole_sums_of_squares`); the search then moves whole numbers
+only, so no floating-point edge decides whether a sample fits.
 
 Every draw comes from a ``numpy.random.Generator`` built from the ``seed`` argument.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
+
+from esi.grim import (
+    as_fraction,
+    parity_fits,
+    rounding_interval,
+    rounds_to,
+    whole_sums_of_squares,
+)
 
 __all__ = ["SpriteError", "sprite", "sprite_many", "rounds_to", "SpriteTarget"]
 
 
 class SpriteError(ValueError):
     """No sample satisfies the target (or none was found within the iteration budget)."""
-
-
-def rounds_to(value: float, target: float, decimals: int, margin: float = 1e-9) -> bool:
-    """True when ``value`` lies strictly inside the rounding interval of ``target``.
-
-    The interval is ``target +/- 0.5 * 10**-decimals`` shrunk by ``margin`` times its width, so a
-    value that passes rounds to ``target`` under any convention for halves.
-    """
-    h = 0.5 * 10.0 ** -decimals
-    return abs(float(value) - float(target)) < h * (1 - margin)
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,13 @@ class SpriteTarget:
     sd_decimals: int = 2
 
     def matches(self, values: np.ndarray) -> bool:
-        """True when ``values`` has this size, and mean and SD round to the targets."""
+        """True when ``values`` has this size, and its mean and SD round to the targets under
+        some rounding convention (:func:`esi.grim.rounds_to`, a half counting for both
+        neighbours)."""
         v = np.asarray(values, dtype=float)
-        return (v.size == self.n and rounds_to(v.mean(), self.mean, self.mean_decimals)
-                and rounds_to(v.std(ddof=1), self.sd, self.sd_decimals))
+        return bool(v.size == self.n and rounds_to(float(v.mean()), self.mean,
+                                                   self.mean_decimals)
+                    and rounds_to(float(v.std(ddof=1)), self.sd, self.sd_decimals))
 
 
 def _as_units(x, step: float, name: str, m: int) -> np.ndarray:
@@ -84,7 +94,7 @@ def _as_units(x, step: float, name: str, m: int) -> np.ndarray:
     return np.round(u).astype(np.int64)
 
 
-def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float = 1.0,
+def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float | Fraction = 1.0,
            mean_decimals: int = 2, sd_decimals: int = 2, fixed=(), seed=None,
            max_iter: int = 5_000, max_restarts: int = 100) -> np.ndarray:
     """Find one sample whose mean and SD round to ``mean`` and ``sd``.
@@ -100,9 +110,12 @@ def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float = 1.0,
         of ``step``.
     step
         Granularity of the free values (0.5 for half-point pain scores, 2 for complete ODI
-        forms, 1 for integers).
+        forms, 1 for integers): a number, read exactly from its decimal text, or a
+        :class:`~fractions.Fraction` for a step no decimal writes exactly (2/9).
     mean_decimals, sd_decimals
-        Decimal places of the targets.
+        Decimal places of the targets. A sample fits when its mean and SD round to them
+        under some rounding convention (:func:`esi.grim.rounding_interval`: a mean of 2.375
+        fits a reported 2.38 and a reported 2.37).
     fixed
         Values that belong to the sample but are not searched (any real numbers).
     seed
@@ -119,8 +132,8 @@ def sprite(n: int, mean: float, sd: float, *, lower, upper, step: float = 1.0,
     Raises
     ------
     SpriteError
-        When no sum of free values is consistent with the mean within the bounds (GRIM), or no
-        sample was found within the budget.
+        When no sum of free values is consistent with the mean within the bounds (GRIM) or
+        no sum of squares with the SD (GRIMMER), or no sample was found within the budget.
     ValueError
         For malformed arguments (naming the argument).
     """
@@ -146,56 +159,41 @@ class _Search:
         if m < 1:
             raise ValueError(f"fixed holds {fixed.size} values, leaving none of n={n} to "
                              "search")
-        lo = _as_units(lower, step, "lower", m)
-        hi = _as_units(upper, step, "upper", m)
+        step_f = float(step)
+        lo = _as_units(lower, step_f, "lower", m)
+        hi = _as_units(upper, step_f, "upper", m)
         if np.any(lo > hi):
             raise ValueError("lower must not exceed upper")
-        self.n, self.m, self.mean, self.sd, self.step = n, m, mean, sd, step
+        self.n, self.m, self.mean, self.sd, self.step = int(n), m, mean, sd, step_f
         self.mean_decimals, self.sd_decimals = mean_decimals, sd_decimals
         self.fixed, self.lo, self.hi = fixed, lo, hi
         self.target = SpriteTarget(int(n), float(mean), float(sd), int(mean_decimals),
                                    int(sd_decimals))
-        self.f_sum, self.f_sq = float(fixed.sum()), float((fixed ** 2).sum())
+        # Exact values for the admissible sums: the step and the fixed values read from their
+        # decimal text (a Fraction step, e.g. 2/9, is used as given).
+        self.g = as_fraction(step)
+        self.f_sum = sum((as_fraction(f) for f in fixed.tolist()), Fraction(0))
+        self.f_sq = sum((as_fraction(f) ** 2 for f in fixed.tolist()), Fraction(0))
         self.sums: list[int] | None = None
 
-    def q_window(self, k: int) -> tuple[float, float]:
-        # Interval of the total sum of squares giving an SD inside the rounding interval.
-        n, total = self.n, k * self.step + self.f_sum
-        return ((n - 1) * self.s_lo ** 2 + total ** 2 / n,
-                (n - 1) * self.s_hi ** 2 + total ** 2 / n)
-
     def check_sums(self) -> None:
-        """Sums of the free values (integer units) consistent with the mean (GRIM) and the SD
-        (GRIMMER); raises :class:`SpriteError` when there is none."""
+        """Sums of the free values (integer units) consistent with the mean (GRIM) and, for
+        each, the whole sums of squares consistent with the SD (GRIMMER); raises
+        :class:`SpriteError` when there is none."""
         if self.sums is not None:
             return
-        n, m, mean, sd, step = self.n, self.m, self.mean, self.sd, self.step
-        f_sum, f_sq = self.f_sum, self.f_sq
-        hm = 0.5 * 10.0 ** -self.mean_decimals
-        k_lo = max(int(self.lo.sum()), math.ceil(((mean - hm) * n - f_sum) / step) - 1)
-        k_hi = min(int(self.hi.sum()), math.floor(((mean + hm) * n - f_sum) / step) + 1)
-        sums = [k for k in range(k_lo, k_hi + 1)
-                if rounds_to((k * step + f_sum) / n, mean, self.mean_decimals)]
-        if not sums:
-            raise SpriteError(f"no sum of {m} values in steps of {step} within the bounds "
+        n, m, mean, sd = self.n, self.m, self.mean, self.sd
+        sums, windows = _admissible(n, mean, sd, int(self.mean_decimals), int(self.sd_decimals),
+                                    self.g, self.f_sum, self.f_sq, int(self.lo.sum()),
+                                    int(self.hi.sum()))
+        if sums is None:
+            raise SpriteError(f"no sum of {m} values in steps of {self.step} within the bounds "
                               f"gives mean {mean} (n={n}): GRIM-inconsistent")
-        hs = 0.5 * 10.0 ** -self.sd_decimals
-        self.s_lo, self.s_hi = max(sd - hs * (1 - 1e-9), 0.0), sd + hs * (1 - 1e-9)
-        s2 = step * step
-
-        def grimmer_ok(k: int) -> bool:
-            # GRIMMER on the free values: their sum of squares (units) is a whole number of
-            # the parity of their sum k.
-            q_lo, q_hi = self.q_window(k)
-            first = math.ceil((q_lo - f_sq) / s2 - 1e-9)
-            last = math.floor((q_hi - f_sq) / s2 + 1e-9)
-            return any(q % 2 == k % 2 for q in range(first, min(last, first + 1) + 1))
-
-        sums = [k for k in sums if grimmer_ok(k)]
         if not sums:
-            raise SpriteError(f"no sum of squares of {m} values in steps of {step} gives SD "
-                              f"{sd} with mean {mean} (n={n}): GRIMMER-inconsistent")
-        self.sums = sums
+            raise SpriteError(f"no sum of squares of {m} values in steps of {self.step} gives "
+                              f"SD {sd} with mean {mean} (n={n}): GRIMMER-inconsistent")
+        self.sums = list(sums)
+        self.windows = windows
         self.sums_arr = np.asarray(sums)
 
     def run(self, rng, max_iter: int, max_restarts: int) -> np.ndarray:
@@ -207,17 +205,44 @@ class _Search:
         for _ in range(max_restarts):
             # sums[rng.integers(len(sums))] draws exactly as rng.choice(sums).
             k = int(self.sums_arr[rng.integers(len(self.sums_arr))])
-            q_lo, q_hi = self.q_window(k)
+            q_first, q_last = self.windows[k]
             u = _random_start(self.lo, self.hi, k, rng, centre)
             if u is None:
                 continue
-            found = _climb(u, self.lo, self.hi, step, self.f_sq, q_lo, q_hi, rng, max_iter)
+            found = _climb(u, self.lo, self.hi, q_first, q_last, rng, max_iter)
             if found is not None:
                 values = found * step
                 if self.target.matches(np.concatenate([values, self.fixed])):
                     return values.astype(float)
         raise SpriteError(f"no sample with mean {self.mean} and SD {self.sd} (n={self.n}, "
                           f"step {step}) found in {max_restarts} starts of {max_iter} moves")
+
+
+@functools.lru_cache(maxsize=256)
+def _admissible(n: int, mean, sd, mean_decimals: int, sd_decimals: int, g: Fraction,
+                f_sum: Fraction, f_sq: Fraction, k_min: int, k_max: int
+                ) -> tuple[tuple[int, ...] | None, dict[int, tuple[int, int]]]:
+    """The sums k (units of g) of the free values consistent with the mean, and for each the
+    window of whole sums of squares consistent with the SD (exact; memoised: a target is
+    searched many times). ``None`` when no sum fits the mean (GRIM), an empty tuple when
+    none of them has a sum of squares that fits the SD (GRIMMER)."""
+    # GRIM on the free values: (k g + fixed sum) / n in the mean's rounding interval.
+    lo, hi = rounding_interval(mean, mean_decimals)
+    k_lo = max(k_min, math.ceil((lo * n - f_sum) / g))
+    k_hi = min(k_max, math.floor((hi * n - f_sum) / g))
+    if k_lo > k_hi:
+        return None, {}
+    # GRIMMER on the free values: their sum of squares (units) is a whole number in the
+    # window of the SD's rounding interval, of the parity of their sum k.
+    s_lo, s_hi = rounding_interval(sd, sd_decimals)
+    s_lo = max(s_lo, Fraction(0))
+    sums, windows = [], {}
+    for k in range(k_lo, k_hi + 1):
+        first, last = whole_sums_of_squares(k, n, g, s_lo, s_hi, f_sum, f_sq)
+        if first <= last and parity_fits(k, first, last):
+            sums.append(k)
+            windows[k] = (first, last)
+    return tuple(sums), windows
 
 
 def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng,
@@ -239,47 +264,41 @@ def _random_start(lo: np.ndarray, hi: np.ndarray, k: int, rng,
     return u
 
 
-def _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter) -> np.ndarray | None:
+def _climb(u, lo, hi, q_first, q_last, rng, max_iter) -> np.ndarray | None:
     # Each move raises one value by a unit and lowers another (i != j), the pair (i, j) drawn
-    # uniformly from the candidates listed in row-major order.
+    # uniformly from the candidates listed in row-major order, until the sum of squares Q of
+    # the values (units, a whole number kept exactly) lies in the window [q_first, q_last].
     #
     # Spreading (Q below the window): raise i, lower j, with u_i >= u_j, u_i < hi_i and
-    # u_j > lo_j; Q changes by s2 * (2 d + 2), d = u_i - u_j. Contracting (Q above): lower i,
-    # raise j, with d >= 2, u_i > lo_i and u_j < hi_j; Q changes by s2 * (2 - 2 d). The
-    # candidates are the moves that do not overshoot the window, or every allowed move when
-    # none of them does.
-    #
-    # The overshoot test, q + s2 * (2 d + 2) <= q_hi (resp. q + s2 * (2 - 2 d) >= q_lo), is
-    # monotone in the whole number d, so it reads d <= d_max with d_max found by evaluating
-    # that floating-point expression itself. Q is kept as an exact whole number (units
-    # squared), and the number of values at a bound is tracked so the bound masks are built
-    # only when some value is at one.
+    # u_j > lo_j; Q changes by 2 d + 2, d = u_i - u_j. Contracting (Q above): lower i,
+    # raise j, with d >= 2, u_i > lo_i and u_j < hi_j; Q changes by 2 - 2 d. The candidates
+    # are the moves that do not overshoot the window (d <= d_max), or every allowed move when
+    # none of them does. The number of values at a bound is tracked so the bound masks are
+    # built only when some value is at one.
     u = u.copy()
     ul = u.tolist()  # the same values, for cheap scalar reads
     m = u.size
     col, row = u[:, None], u[None, :]  # views: they follow u
-    s2 = step * step
     not_diag = ~np.eye(m, dtype=bool)
     usq = int(np.dot(u, u))
     n_hi = int(np.count_nonzero(u >= hi))
     n_lo = int(np.count_nonzero(u <= lo))
     lo_l, hi_l = lo.tolist(), hi.tolist()
     for _ in range(max_iter):
-        q = float(usq) * s2 + f_sq
-        if q_lo <= q <= q_hi:
+        if q_first <= usq <= q_last:
             return u
         d = col - row  # d[i, j] = u_i - u_j
-        spread = q < q_lo
+        spread = usq < q_first
         if spread:
             ok = d >= 0
             ok &= not_diag
             up, down = hi, lo
-            d_max = _spread_d_max(q, s2, q_hi)
+            d_max = (q_last - usq - 2) // 2  # usq + 2 d + 2 <= q_last
             d_min = 0
         else:
             ok = d >= 2
             up, down = lo, hi
-            d_max = _contract_d_max(q, s2, q_lo)
+            d_max = (usq + 2 - q_first) // 2  # usq + 2 - 2 d >= q_first
             d_min = 2
         # Rows move toward `up`, columns toward `down`: neither may be there already.
         if (n_hi if spread else n_lo):
@@ -315,33 +334,8 @@ def _climb(u, lo, hi, step, f_sq, q_lo, q_hi, rng, max_iter) -> np.ndarray | Non
     return None
 
 
-def _spread_d_max(q: float, s2: float, q_hi: float) -> int:
-    # The largest whole d with q + s2 * (2 d + 2) <= q_hi (true for all smaller d).
-    d = math.floor((q_hi - q) / s2 / 2 - 1)
-    if q + s2 * (2 * d + 2) <= q_hi:
-        while q + s2 * (2 * (d + 1) + 2) <= q_hi:
-            d += 1
-        return d
-    d -= 1
-    while not q + s2 * (2 * d + 2) <= q_hi:
-        d -= 1
-    return d
-
-
-def _contract_d_max(q: float, s2: float, q_lo: float) -> int:
-    # The largest whole d with q + s2 * (2 - 2 d) >= q_lo (true for all smaller d).
-    d = math.floor((q - q_lo) / s2 / 2 + 1)
-    if q + s2 * (2 - 2 * d) >= q_lo:
-        while q + s2 * (2 - 2 * (d + 1)) >= q_lo:
-            d += 1
-        return d
-    d -= 1
-    while not q + s2 * (2 - 2 * d) >= q_lo:
-        d -= 1
-    return d
-
-
-def sprite_many(n: int, mean: float, sd: float, k: int, *, lower, upper, step: float = 1.0,
+def sprite_many(n: int, mean: float, sd: float, k: int, *, lower, upper,
+                step: float | Fraction = 1.0,
                 mean_decimals: int = 2, sd_decimals: int = 2, seed=None,
                 max_attempts: int | None = None) -> pd.DataFrame:
     """Up to ``k`` distinct SPRITE samples (as sorted multisets) with common bounds.

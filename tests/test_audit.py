@@ -66,16 +66,27 @@ def test_match_rules_and_bounds(published):
     values = {r.id: r.value for r in published.itertuples()}
     values["control_pool"] = 512  # above an upper bound
     values["pain_12_no_difference"] = 0.049  # below an at-least bound
-    values["leg_4_cases_mean"] = 2.365  # half rounds up to 2.37
+    # Issue 15: a half rounds to either neighbour (half up or half to even), so a reproduced
+    # 2.365 matches the published 2.36 (half even) and is shown as 2.36; 2.3651 does not.
+    # (Before, 2.365 was rounded half up only and did not match.)
+    values["leg_4_cases_mean"] = 2.365
+    values["leg_4_controls_mean"] = 2.6051  # rounds to 2.61 whatever the convention
+    values["back_4_cases_mean"] = 0.7551  # rounds to 0.76: no match with 0.75
     values["odi_12_p"] = 0.0465  # rounds (half up) to 0.047
     values.pop("back_4_p")  # missing -> no match
     rep = audit.reproduce(published, values).set_index("id")
     assert not rep.loc["control_pool", "match"]
     assert not rep.loc["pain_12_no_difference", "match"]
-    assert not rep.loc["leg_4_cases_mean", "match"]
+    assert rep.loc["leg_4_cases_mean", "match"]
+    assert rep.loc["leg_4_cases_mean", "reproduced"] == 2.36
+    assert rep.loc["leg_4_controls_mean", "match"]
+    assert not rep.loc["back_4_cases_mean", "match"]
+    assert rep.loc["back_4_cases_mean", "reproduced"] == 0.76
     assert rep.loc["odi_12_p", "match"]
+    assert not audit.reproduce(published, {"leg_4_cases_mean": 2.3651}).set_index("id").loc[
+        "leg_4_cases_mean", "match"]
     assert not rep.loc["back_4_p", "match"] and np.isnan(rep.loc["back_4_p", "reproduced"])
-    assert rep.drop(["control_pool", "pain_12_no_difference", "leg_4_cases_mean",
+    assert rep.drop(["control_pool", "pain_12_no_difference", "back_4_cases_mean",
                      "back_4_p"])["match"].all()
     with pytest.raises(ValueError, match="reproduced"):
         audit.reproduce(published, [1, 2])
@@ -122,6 +133,25 @@ def test_p_values_from_data():
     summary = audit.p_value_summary(pa, pub)
     assert "mann_whitney (two-sided)" in summary.loc[0, "from_data"]
     assert summary.loc[0, "from_summary"] == "not tested"
+
+
+@pytest.mark.parametrize("published_p", [0.62, 0.63])
+def test_a_p_value_on_a_rounding_half_gives_either_neighbour(published_p):
+    # Fisher's one-sided P of [[0, 3], [1, 4]] is 5/8 = 0.625 exactly (R: fisher.test(
+    # matrix(c(0, 1, 3, 4), 2), alternative = "less")$p.value): reported as 0.63 (half up) or
+    # 0.62 (half to even), so both published values are given by it (issue 15).
+    from esi.stats import fisher_exact
+
+    assert fisher_exact([[0, 3], [1, 4]], alternative="less").p_value == 0.625
+    data = {"positive_outcome_4w": {"cases": np.zeros(3), "controls": np.r_[1.0, 0, 0, 0, 0],
+                                    "pairs": (np.zeros(0), np.zeros(0))}}
+    pub = pd.DataFrame([dict(id="p1", outcome="positive_outcome", timepoint_weeks=4,
+                             group="comparison", statistic="p", value=published_p,
+                             decimals=2)])
+    pa = audit.p_value_audit(pub, data).set_index(["test", "alternative"])
+    assert pa.loc[("fisher", "less"), "p_value"] == 0.625
+    assert pa.loc[("fisher", "less"), "gives_published"]
+    assert not pa.loc[("fisher", "greater"), "gives_published"]
 
 
 def test_grim_audit_finds_the_odi_mean(published):
@@ -180,6 +210,23 @@ def test_vectorised_p_values_agree_with_esi_stats():
             assert pw[i, j] == pytest.approx(welch_t(a[i], b[j]).p_value, rel=1e-9)
             assert pm[i, j] == pytest.approx(
                 mann_whitney(a[i], b[j], alternative="less").p_value, rel=1e-9)
+
+
+def test_narrowing_uses_the_exact_p_for_pairs_without_ties():
+    # A pair of samples without ties gets the exact P, as esi.stats.mann_whitney gives it
+    # (the analysis' test); pairs with ties the normal approximation (issue 15).
+    from esi.stats import mann_whitney
+
+    a = np.array([[0.5, 1.5, 2.5, 3.5, 4.5, 6.0], [0.5, 0.5, 2.5, 3.5, 4.5, 6.0]])
+    b = np.array([[1.0, 2.0, 3.0, 5.0, 7.0], [-1.0, 2.0, 3.0, 4.0, 8.0]])
+    for alt in audit._ALTS:
+        want = np.array([[mann_whitney(x, y, alternative=alt).p_value for y in b] for x in a])
+        methods = [[mann_whitney(x, y).method for y in b] for x in a]
+        assert methods[0] == ["exact", "exact"] and methods[1][0] != "exact"
+        np.testing.assert_allclose(audit._vector_p("mann_whitney", alt, a, b), want,
+                                   rtol=1e-12)
+        np.testing.assert_array_equal(audit._narrowing_p("mann_whitney", a, b)[alt],
+                                      audit._vector_p("mann_whitney", alt, a, b))
 
 
 @pytest.mark.parametrize("step,n1,n2", [(0.5, 14, 14), (2.0, 14, 12), (2 / 9, 9, 11), (1.0, 3, 2)])

@@ -2,7 +2,9 @@
 
 Reference values: tests/reference/sensitivity/rosenbaum_reference.csv, made by
 tests/reference/sensitivity/rosenbaum_reference.R (formulas of rbounds::psens,
-rbounds::binarysens, DOS2::senWilcox, DOS2::senWilcoxExact, written out in base R).
+DOS2::senWilcox, DOS2::senWilcoxExact, written out in base R; the textbook McNemar tail; and
+the real output of rbounds 2.2's binarysens, whose tail differs, see
+test_mcnemar_bound_and_rbounds_binarysens_differ_by_the_observed_count).
 """
 
 from __future__ import annotations
@@ -99,9 +101,10 @@ def test_normal_at_gamma_one_is_scipy_signed_rank_without_correction():
         assert_allclose(got, expected, rtol=1e-10)
 
 
-def test_hammond_mcnemar_matches_binarysens_and_rosenbaum_conclusion():
-    # R: rbounds::binarysens(12, 110, Gamma = 6, GammaInc = 1); Rosenbaum (2002) p. 112
-    ref = REFERENCE.query("example == 'hammond'")
+def test_hammond_mcnemar_matches_rosenbaum_2002():
+    # R: sum(dbinom(110:122, 122, g / (1 + g))), the tail P(B >= 110) of Rosenbaum (2002)
+    # p. 112 (not rbounds::binarysens, which computes P(B > 110): see the next test)
+    ref = REFERENCE.query("example == 'hammond' and test == 'mcnemar'")
     table = mcnemar_sensitivity(110, 12, ref["gamma"])
     assert_allclose(table["p_upper"], ref["p_upper"], rtol=1e-9)
     assert_allclose(table["p_lower"], ref["p_lower"], rtol=1e-9)
@@ -123,13 +126,61 @@ def test_hammond_mcnemar_matches_binarysens_and_rosenbaum_conclusion():
     assert_allclose(p_at_change["p_upper"], 0.05, rtol=1e-5)
 
 
+BINARYSENS = [("hammond", 110, 12), ("small_binary", 7, 3), ("default_positive", 2, 5)]
+
+
+@pytest.mark.parametrize(("example", "x", "y"), BINARYSENS)
+def test_mcnemar_bound_and_rbounds_binarysens_differ_by_the_observed_count(example, x, y):
+    # R: rbounds::binarysens(x, y, Gamma, GammaInc) (rbounds 2.2, its bounds table rounded to
+    # 5 decimals) and its expression 1 - pbinom(D, n, p), D = max(x, y): P(B > D). esi keeps
+    # the textbook tail P(B >= D) (the observed count included, as a P-value), so
+    # esi = binarysens + dbinom(D, n, p); equivalently esi at D is binarysens' expression at
+    # D - 1.
+    ref = REFERENCE.query("example == @example and test == 'binarysens'")
+    formula = REFERENCE.query("example == @example and test == 'binarysens_formula'")
+    assert len(ref) >= 5 and np.array_equal(ref["gamma"], formula["gamma"])
+    d, n = max(x, y), x + y
+    table = mcnemar_sensitivity(d, n - d, ref["gamma"])  # the direction of the larger count
+    g = ref["gamma"].to_numpy()
+    for col, p in (("p_upper", g / (1 + g)), ("p_lower", 1 / (1 + g))):
+        observed = stats.binom.pmf(d, n, p)
+        assert_allclose(table[col] - observed, formula[col], rtol=1e-9, atol=1e-15)
+        assert_allclose(table[col] - observed, ref[col], rtol=0, atol=5e-6 + 1e-12)
+        assert_allclose(table[col], stats.binom.sf(d - 1, n, p), rtol=1e-12)
+        assert (table[col].to_numpy() > ref[col].to_numpy()).all()
+    if example == "default_positive":
+        # The default run's positive outcome at 4 weeks: 5 pairs in which only the control
+        # had a positive outcome, 2 in which only the case had. At Gamma = 1 binarysens says
+        # 0.0625 (= P(B >= 6)); esi 0.2266 = binom.test(5, 7, alternative = "greater").
+        assert ref["p_upper"].iloc[0] == 0.0625
+        assert table["p_upper"].iloc[0] == pytest.approx(0.2265625, abs=1e-15)
+        binom_ref = REFERENCE.query("example == @example and test == 'binom.test'")
+        assert_allclose(table["p_upper"].iloc[0], binom_ref["p_upper"].item(), rtol=1e-12)
+        own = REFERENCE.query("example == @example and test == 'mcnemar'")
+        less = mcnemar_sensitivity(2, 5, own["gamma"], alternative="less")
+        assert_allclose(less["p_upper"], own["p_upper"], rtol=1e-9)
+        assert_allclose(less["p_lower"], own["p_lower"], rtol=1e-9)
+        # the same through rosenbaum_bounds on pairs (direction "observed" -> "less")
+        pairs = pd.DataFrame({"treated": [f"t{i}" for i in range(14)],
+                              "control": [f"c{i}" for i in range(14)]})
+        yt = np.r_[np.ones(2), np.zeros(5), np.ones(2), np.zeros(5)]
+        yc = np.r_[np.zeros(2), np.ones(5), np.ones(2), np.zeros(5)]
+        outcomes = pd.DataFrame({"positive_outcome_4w": np.r_[yt, yc]},
+                                index=pd.Index([*pairs["treated"], *pairs["control"]],
+                                               name="patient_id"))
+        rb = rosenbaum_bounds(pairs, outcomes, primary=None, gammas=own["gamma"])
+        assert (rb["alternative"] == "less").all() and (rb["statistic"] == 5).all()
+        assert_allclose(rb["p_upper"], own["p_upper"], rtol=1e-9)
+
+
 def test_small_binary_matches_r():
     # R: sum(dbinom(7:10, 10, g / (1 + g))); binom.test(7, 10, alternative = "greater")
     ref = REFERENCE.query("example == 'small_binary' and test == 'mcnemar'")
     table = mcnemar_sensitivity(7, 3, ref["gamma"])
     assert_allclose(table["p_upper"], ref["p_upper"], rtol=1e-9)
     assert_allclose(table["p_lower"], ref["p_lower"], rtol=1e-9)
-    binom_ref = REFERENCE.query("test == 'binom.test'")["p_upper"].item()
+    binom_ref = REFERENCE.query("example == 'small_binary' and test == 'binom.test'")[
+        "p_upper"].item()
     assert_allclose(table["p_upper"].iloc[0], binom_ref, rtol=1e-12)
     less = mcnemar_sensitivity(3, 7, ref["gamma"], alternative="less")
     assert_allclose(less["p_upper"], table["p_upper"])

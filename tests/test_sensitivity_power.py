@@ -138,20 +138,52 @@ def test_sample_size_does_not_depend_on_n_max(test):
         assert at >= 0.8 > below
 
 
-def test_rank_tests_simulate_with_scipy_p_values():
+def test_every_test_simulates_the_analysis_p_values():
+    # Issue 15: the simulation must run the test the analysis runs, as it runs it: each row's
+    # P is that of the esi.stats function with its default options (for the rank tests, the
+    # exact P without ties below 50 per group, as R's wilcox.test; before, the Mann-Whitney
+    # simulation took scipy's normal approximation above 8 per group and the signed-rank one
+    # scipy's approximation without continuity correction at 50 or more).
+    from esi import stats as st
+
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(5, 14)), rng.normal(size=(5, 14))
-    for test, reference in (
-        ("welch", lambda a, b: stats.ttest_ind(a, b, equal_var=False).pvalue),
-        ("student", lambda a, b: stats.ttest_ind(a, b).pvalue),
-        ("paired_t", lambda a, b: stats.ttest_rel(a, b).pvalue),
-        ("mann_whitney", lambda a, b: stats.mannwhitneyu(a, b).pvalue),
-        ("wilcoxon", lambda a, b: stats.wilcoxon(a - b).pvalue),
-    ):
-        got = pw._p_values(x, y, test)
-        assert_allclose(got, [reference(a, b) for a, b in zip(x, y, strict=True)], rtol=1e-10)
+    for n in (5, 14, 49, 50, 60):
+        x, y = rng.normal(size=(5, n)), rng.normal(0.3, 1.2, size=(5, n))
+        for test, analysis in (
+            ("welch", lambda a, b: st.welch_t(a, b).p_value),
+            ("student", lambda a, b: st.student_t(a, b).p_value),
+            ("paired_t", lambda a, b: st.paired_t(a, b).p_value),
+            ("mann_whitney", lambda a, b: st.mann_whitney(a, b).p_value),
+            ("wilcoxon", lambda a, b: st.wilcoxon_signed_rank(a, b).p_value),
+        ):
+            got = pw._p_values(x, y, test)
+            want = [analysis(a, b) for a, b in zip(x, y, strict=True)]
+            assert_allclose(got, want, rtol=1e-12, err_msg=f"{test} n={n}")
+        # the t tests are scipy's, as before
+        assert_allclose(pw._p_values(x, y, "welch"),
+                        stats.ttest_ind(x, y, equal_var=False, axis=1).pvalue, rtol=1e-10)
     power = pw.power_by_simulation(2.0, test="mann_whitney", n_sim=500, seed=6)
     assert 0.3 < power["power"].item() < 0.75
+
+
+def test_mann_whitney_power_is_the_share_of_analysis_tests_below_alpha():
+    # The simulated power is, draw for draw, the share of simulated studies in which
+    # esi.stats.mann_whitney (the analysis' test: exact at 14 per group without ties) gives
+    # P < alpha; the normal approximation would give another share (the issue's example:
+    # 14 per group, SDs 2.55 / 2.15, a 2-point difference: 0.554 exact vs 0.532 approximate
+    # with n_sim 20,000, seed 2025).
+    from esi.stats import mann_whitney
+
+    n_sim, seed, delta, sds = 400, 2025, 2.0, (2.55, 2.15)
+    z_case, z_control = pw._draws(seed, n_sim, 14, 0.0)
+    x, y = delta + sds[0] * z_case, sds[1] * z_control
+    exact = np.array([mann_whitney(a, b).p_value for a, b in zip(x, y, strict=True)])
+    approx = np.array([mann_whitney(a, b, exact=False).p_value
+                       for a, b in zip(x, y, strict=True)])
+    assert all(mann_whitney(a, b).method == "exact" for a, b in zip(x[:5], y[:5], strict=True))
+    got = pw.power_by_simulation(delta, n_sim=n_sim, seed=seed, test="mann_whitney")
+    assert got["power"].item() == np.mean(exact < 0.05)
+    assert np.mean(approx < 0.05) < np.mean(exact < 0.05)
 
 
 def test_simulation_is_deterministic_and_seeded():
@@ -214,20 +246,153 @@ def test_argument_errors_name_the_culprit():
 
 @pytest.mark.parametrize(("n1", "n2", "ties"), [(14, 14, False), (9, 30, False),
                                                  (86, 86, False), (5, 7, False),
+                                                 (49, 49, False), (49, 50, False),
                                                  (14, 14, True)])
-def test_fast_mann_whitney_equals_scipy(n1, n2, ties):
-    # scipy.stats.mannwhitneyu(method="auto"), two-sided, row by row
-    from scipy import stats as sps
-
-    from esi.sensitivity.power import _mann_whitney_p
+def test_fast_mann_whitney_equals_the_analysis_test(n1, n2, ties):
+    # esi.stats.mann_whitney (two-sided, default options), row by row: exact below 50 per
+    # group without ties, else the normal approximation with tie and continuity corrections.
+    from esi.stats import mann_whitney
+    from esi.stats.nonparametric import mann_whitney_p_rows
 
     rng = np.random.default_rng(n1 + n2)
     x, y = rng.normal(size=(300, n1)), rng.normal(0.4, 1.3, size=(300, n2))
     if ties:
         x, y = np.round(x * 2) / 2, np.round(y * 2) / 2
-    expected = sps.mannwhitneyu(x, y, alternative="two-sided", axis=1).pvalue
-    np.testing.assert_allclose(_mann_whitney_p(x, y), expected, rtol=1e-12, atol=1e-15)
-    if min(n1, n2) > 8:  # the untied shortcut gives the very values of the general function
-        from esi.stats.nonparametric import mann_whitney_p_rows
+    expected = [mann_whitney(a, b).p_value for a, b in zip(x, y, strict=True)]
+    np.testing.assert_allclose(pw._mann_whitney_p(x, y), expected, rtol=1e-12, atol=1e-15)
+    # the untied shortcut gives the very values of the general function with the same rule
+    np.testing.assert_array_equal(pw._mann_whitney_p(x, y),
+                                  mann_whitney_p_rows(x, y, exact=None))
+    if max(n1, n2) >= 50 or ties:  # the approximation, as before
+        np.testing.assert_array_equal(pw._mann_whitney_p(x, y), mann_whitney_p_rows(x, y))
 
-        np.testing.assert_array_equal(_mann_whitney_p(x, y), mann_whitney_p_rows(x, y))
+
+# --- the binary positive outcome -------------------------------------------------------------
+BINARY_REF = pd.read_csv(REF_DIR / "binary_power_reference.csv")
+BINARY_ROWS = list(BINARY_REF.itertuples())
+
+
+def _binary_ref_id(r):
+    return f"{r.design}-{r.test}-{r.quantity}-{'' if pd.isna(r.n) else int(r.n)}"
+
+
+@pytest.mark.parametrize("r", BINARY_ROWS, ids=[_binary_ref_id(r) for r in BINARY_ROWS])
+def test_binary_power_matches_r(r):
+    # R: tests/reference/sensitivity/binary_power_reference.R. power_exact: enumeration of
+    # every outcome with fisher.test / chisq.test; power_simulation: 20000 rbinom studies with
+    # set.seed(2025); power_normal / n_normal: power.prop.test; n_exact: the smallest n with
+    # exact power >= 0.8 (every n tried).
+    kw = {"test": r.test}
+    if r.quantity == "power_exact":
+        got = pw.binary_power(r.p_cases, r.p_controls, n_per_group=int(r.n), **kw)
+        assert_allclose(got["power"].item(), r.value, rtol=1e-9, atol=1e-12)
+        assert got["mc_se"].item() == 0
+    elif r.quantity == "power_simulation":
+        got = pw.binary_power(r.p_cases, r.p_controls, n_per_group=int(r.n), n_sim=20000,
+                              method="simulation", **kw)
+        se = np.hypot(got["mc_se"].item(), r.mc_se)  # two independent simulations
+        assert abs(got["power"].item() - r.value) < 4 * se
+        exact = BINARY_REF.query("design == @r.design and test == @r.test and "
+                                 "quantity == 'power_exact' and n == @r.n")["value"].item()
+        assert abs(got["power"].item() - exact) < 4 * got["mc_se"].item()
+    elif r.quantity == "power_normal":
+        got = pw.binary_power(r.p_cases, r.p_controls, n_per_group=int(r.n), method="normal",
+                              **kw)
+        assert_allclose(got["power"].item(), r.value, rtol=1e-10)
+    elif r.quantity == "n_normal":  # R gives the real root; esi the whole n above it
+        assert pw.binary_sample_size(r.p_cases, r.p_controls, method="normal",
+                                     **kw) == int(np.ceil(r.value))
+    else:
+        assert r.quantity == "n_exact"
+        n = pw.binary_sample_size(r.p_cases, r.p_controls, **kw)
+        assert n == r.value
+        # the smallest: every smaller n falls short (the exact power saw-tooths)
+        lower = pw.binary_power(r.p_cases, r.p_controls, n_per_group=n, **kw)["power"].item()
+        assert lower >= 0.8
+        for m in range(3, n):
+            assert pw._exact_binary_power(r.p_cases, r.p_controls, m, r.test, 0.05) < 0.8
+
+
+def test_binary_power_runs_the_analysis_test():
+    # The exact power is the probability of the outcomes for which esi.stats.fisher_exact
+    # (the default binary_test, fisher_less) or chi2_test gives P < 0.05, table by table.
+    from esi.stats import chi2_test, fisher_exact
+
+    n, p1, p2 = 9, 0.2, 0.7
+    w = np.outer(stats.binom.pmf(np.arange(n + 1), n, p1),
+                 stats.binom.pmf(np.arange(n + 1), n, p2))
+    for test, p_of in (
+        ("fisher_less", lambda a, c: fisher_exact([[a, n - a], [c, n - c]], alternative="less")),
+        ("fisher", lambda a, c: fisher_exact([[a, n - a], [c, n - c]])),
+        ("chi2_yates", lambda a, c: chi2_test([[a, n - a], [c, n - c]], correct=True)),
+    ):
+        reject = np.array([[p_of(a, c).p_value < 0.05 for c in range(n + 1)]
+                           for a in range(n + 1)])
+        got = pw.binary_power(p1, p2, n_per_group=n, test=test)["power"].item()
+        assert_allclose(got, w[reject].sum(), rtol=1e-12)
+    # the default (one-sided Fisher) at the study's design: 0.17 (R: see the reference)
+    design = pw.published_binary_design()
+    assert design == {"n_per_group": 14, "p_cases": 4 / 14, "p_controls": 0.5}
+    assert round(pw.binary_power(design["p_cases"], 0.5)["power"].item(), 2) == 0.17
+    assert pw.published_binary_design(12)["p_cases"] == 4 / 14
+    with pytest.raises(ValueError, match="timepoint"):
+        pw.published_binary_design(8)
+
+
+def test_binary_power_simulation_is_seeded_and_vectorised():
+    a = pw.binary_power([0.2, 0.3], 0.5, method="simulation", n_sim=500, seed=3)
+    b = pw.binary_power([0.2, 0.3], 0.5, method="simulation", n_sim=500, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns) == ["p_cases", "p_controls", "n_per_group", "test", "method",
+                               "power", "mc_se", "n_sim", "seed"]
+    assert a["power"].iloc[0] > a["power"].iloc[1]  # common random numbers: monotone
+    c = pw.binary_power([0.2, 0.3], 0.5, method="simulation", n_sim=500, seed=4)
+    assert not a["power"].equals(c["power"])
+    # simulated sample size: nested draws, the same answer for the same seed
+    n1 = pw.binary_sample_size(0.2, 0.5, method="simulation", n_sim=400, seed=5)
+    assert n1 == pw.binary_sample_size(0.2, 0.5, method="simulation", n_sim=400, seed=5)
+    assert abs(n1 - pw.binary_sample_size(0.2, 0.5)) <= 6
+
+
+def test_binary_power_argument_errors():
+    with pytest.raises(ValueError, match="test"):
+        pw.binary_power(0.2, 0.5, test="mcnemar")
+    with pytest.raises(ValueError, match="method"):
+        pw.binary_power(0.2, 0.5, method="bootstrap")
+    with pytest.raises(ValueError, match="p_cases"):
+        pw.binary_power(1.2, 0.5)
+    with pytest.raises(ValueError, match="p_controls"):
+        pw.binary_power(0.2, [0.5, 0.6])
+    with pytest.raises(ValueError, match="n_per_group"):
+        pw.binary_power(0.2, 0.5, n_per_group=2)
+    with pytest.raises(ValueError, match="p_cases"):
+        pw.binary_sample_size(0.6, 0.5)  # fisher_less looks for fewer events among cases
+    with pytest.raises(ValueError, match="n_max"):
+        pw.binary_sample_size(0.45, 0.5, n_max=40)
+    with pytest.raises(ValueError, match="n_max"):
+        pw.binary_sample_size(0.45, 0.5, n_max=40, method="normal")
+    assert pw.binary_sample_size(0.0, 1.0, test="chi2") == 3
+
+
+def test_power_summary_adds_the_positive_outcome():
+    out = pw.power_summary(n_sim=200, seed=7, test="mann_whitney", binary_test="fisher_less")
+    base = pw.power_summary(n_sim=200, seed=7, test="mann_whitney")
+    pd.testing.assert_frame_equal(out.iloc[:len(base)], base)  # the primary rows unchanged
+    extra = out.iloc[len(base):].set_index("quantity")
+    assert list(extra.index) == ["power_positive_outcome", "n_per_group_needed_positive_outcome"]
+    assert (extra["test"] == "fisher_less").all()
+    assert_allclose(extra["difference"], 4 / 14 - 0.5)
+    ref = BINARY_REF.query("design == 'published_4w' and test == 'fisher_less'")
+    assert_allclose(extra.loc["power_positive_outcome", "value"],
+                    ref.query("quantity == 'power_exact' and n == 14")["value"].item(),
+                    rtol=1e-9)
+    assert extra.loc["n_per_group_needed_positive_outcome", "value"] == ref.query(
+        "quantity == 'n_exact'")["value"].item()
+    two = pw.power_summary(n_sim=200, seed=7, binary_test="chi2", proportions=(0.2, 0.45))
+    assert two["quantity"].iloc[-1] == "n_per_group_needed_positive_outcome"
+    assert two["value"].iloc[-1] == BINARY_REF.query(
+        "design == 'larger' and test == 'chi2' and quantity == 'n_exact'")["value"].item()
+    with pytest.raises(ValueError, match="proportions"):
+        pw.power_summary(n_sim=200, binary_test="fisher", proportions=(0.2,))
+    with pytest.raises(ValueError, match="test"):
+        pw.power_summary(n_sim=200, binary_test="mcnemar")

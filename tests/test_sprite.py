@@ -79,10 +79,39 @@ def test_impossible_targets_raise():
         sprite(1, 2.0, 0.0, lower=0, upper=10)
 
 
-def test_rounds_to_is_strict_at_halves():
+def test_rounds_to_admits_a_half_under_either_convention():
+    # Issue 15: an exact half rounds up (2.36) or to even (2.35), so both admit it; the rule
+    # is the closed interval of esi.grim.rounding_interval. (This test said the opposite
+    # before: a half was left to neither neighbour, which made SPRITE reject 2.38 below.)
     assert rounds_to(2.3571, 2.36, 2)
-    assert not rounds_to(2.355, 2.36, 2)  # an exact half is left to neither convention
+    assert rounds_to(2.355, 2.36, 2) and rounds_to(2.355, 2.35, 2)
+    assert rounds_to(2.365, 2.36, 2) and rounds_to(2.365, 2.37, 2)
+    assert not rounds_to(2.3651, 2.36, 2) and not rounds_to(2.3549, 2.36, 2)
     assert not rounds_to(2.366, 2.36, 2)
+    assert rounds_to(2.375, 2.38, 2) and rounds_to(2.375, 2.37, 2)
+
+
+def test_sprite_on_a_rounding_half():
+    # Issue 15: 1, 2, 2, 2, 3, 3, 3, 3 has mean 2.375 and SD 0.744, reported as 2.38 (half up)
+    # or 2.37 (half even) and 0.74; GRIM and GRIMMER accept both, and so must SPRITE.
+    from esi.grim import grim, grimmer
+
+    assert grim("2.38", 8, 2).consistent and grim("2.37", 8, 2).consistent
+    for mean in (2.38, 2.37):
+        assert grimmer(mean, 0.74, 8, 2, 2, lower=1, upper=5).consistent
+        v = sprite(8, mean, 0.74, lower=1, upper=5, seed=0)
+        assert v.mean() == 2.375 and f"{v.std(ddof=1):.2f}" == "0.74"
+        assert SpriteTarget(8, mean, 0.74).matches(v)
+        many = sprite_many(8, mean, 0.74, 10, lower=1, upper=5, seed=1)
+        found = {tuple(g["value"]) for _, g in many.groupby("sample")}
+        # every sample of 8 integers in 1..5 with mean 2.375 and SD rounding to 0.74
+        assert found == {(1, 2, 2, 2, 3, 3, 3, 3), (2, 2, 2, 2, 2, 2, 3, 4)}
+    # The same for an SD on a half: 0, 0, 0, 3 has SD 1.5 exactly, reported at no decimals
+    # as 2 (half up, half even); no other sample of 4 values in 0..3 with mean 0.75 has an SD
+    # within [1.5, 2.5].
+    v = sprite(4, 0.75, 2, lower=0, upper=3, sd_decimals=0, seed=0)
+    assert sorted(v.tolist()) == [0, 0, 0, 3]
+    assert SpriteTarget(4, 0.75, 2, 2, 0).matches(v)
 
 
 def test_speed_of_one_solution_is_printed():

@@ -119,3 +119,86 @@ def test_row_wise_mann_whitney_all_tied_and_bad_alternative():
     assert (mann_whitney_p_rows(np.ones((2, 3)), np.ones((2, 4))) == 1).all()
     with pytest.raises(ValueError, match="alternative must be"):
         mann_whitney_p_rows(np.ones(3), np.ones(3), "two_sided")
+
+
+def test_exact_mann_whitney_from_the_null_distribution():
+    # esi.stats.nonparametric.mann_whitney_exact_p (the null distribution of U worked out
+    # once per (n1, n2) in whole numbers) against scipy's exact method on untied rows, and the
+    # row functions with exact=None against the single test (issue 15: one home).
+    from scipy import stats as sps
+
+    from esi.stats import mann_whitney
+    from esi.stats.nonparametric import (
+        mann_whitney_exact_p,
+        mann_whitney_p_from_u,
+        mann_whitney_p_rows,
+        mann_whitney_uses_exact,
+    )
+
+    rng = np.random.default_rng(3)
+    for n1, n2 in [(1, 1), (1, 6), (4, 9), (14, 14), (30, 7), (49, 49)]:
+        x, y = rng.normal(size=(40, n1)), rng.normal(0.5, 1.0, size=(40, n2))
+        for alt in ("two-sided", "less", "greater"):
+            ref = sps.mannwhitneyu(x, y, axis=1, alternative=alt, method="exact")
+            got = mann_whitney_exact_p(ref.statistic, n1, n2, alt)
+            np.testing.assert_allclose(got, ref.pvalue, rtol=1e-13, atol=1e-300)
+            rows = mann_whitney_p_rows(x, y, alt, exact=None)
+            single = [mann_whitney(a, b, alternative=alt).p_value for a, b in zip(x, y, strict=True)]
+            np.testing.assert_array_equal(rows, single)
+    # the whole distribution: C(6, 3) = 20 arrangements, U = 0..9 with counts
+    # 1 1 2 3 3 3 3 2 1 1
+    np.testing.assert_allclose(mann_whitney_exact_p(np.arange(10), 3, 3, "less"),
+                               np.cumsum([1, 1, 2, 3, 3, 3, 3, 2, 1, 1]) / 20, rtol=1e-15)
+    assert mann_whitney_uses_exact(49, 49, False) and not mann_whitney_uses_exact(50, 3, False)
+    assert not mann_whitney_uses_exact(5, 5, True)
+    with pytest.raises(ValueError, match="exact=True"):
+        mann_whitney_uses_exact(5, 5, True, exact=True)
+    with pytest.raises(ValueError, match="exact=True"):
+        mann_whitney_p_from_u([3.0], [6.0], 4, 4, exact=True)
+    with pytest.raises(ValueError, match="whole numbers"):
+        mann_whitney_exact_p(2.5, 3, 3)
+
+
+def test_row_wise_signed_rank_equals_the_single_test():
+    from esi.stats import wilcoxon_signed_rank
+    from esi.stats.nonparametric import wilcoxon_p_rows
+
+    rng = np.random.default_rng(4)
+    for n in (3, 12, 49, 50, 70):
+        d = rng.normal(0.3, 1.0, size=(30, n))
+        d[0, 0] = 0.0  # a zero difference: the approximation, row by row
+        d[1, :2] = [1.5, -1.5]  # tied |d|
+        for alt in ("two-sided", "less", "greater"):
+            want = [wilcoxon_signed_rank(r, np.zeros(n), alternative=alt).p_value for r in d]
+            np.testing.assert_allclose(wilcoxon_p_rows(d, alt), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n1,n2", [(1, 1), (1, 7), (3, 14), (7, 7), (14, 14), (13, 5)])
+def test_vectorised_fisher_and_chi2_are_scipy_bit_for_bit(n1, n2):
+    # esi.stats.contingency.fisher_p_values / chi2_values apply the very steps of
+    # scipy.stats.fisher_exact / chi2_contingency to arrays; fisher_exact and chi2_test (the
+    # analysis) and the binary power (esi.sensitivity.binary_power) run through them. Every
+    # table with these row totals, and random larger ones.
+    from scipy import stats as sps
+
+    from esi.stats.contingency import chi2_values, fisher_p_values
+
+    a, c = (v.ravel() for v in np.meshgrid(np.arange(n1 + 1), np.arange(n2 + 1),
+                                           indexing="ij"))
+    b, d = n1 - a, n2 - c
+    if (n1, n2) == (14, 14):
+        rng = np.random.default_rng(9)
+        big = rng.integers(0, 120, size=(60, 4))
+        a, b, c, d = (np.r_[v, big[:, i]] for i, v in enumerate((a, b, c, d)))
+    for alt in ("two-sided", "less", "greater"):
+        want = [sps.fisher_exact([[w, x], [y, z]], alternative=alt).pvalue
+                for w, x, y, z in zip(a, b, c, d, strict=True)]
+        np.testing.assert_array_equal(fisher_p_values(a, b, c, d, alt), want)
+    for correct in (True, False):
+        stat, p = chi2_values(a, b, c, d, correct)
+        for i, (w, x, y, z) in enumerate(zip(a, b, c, d, strict=True)):
+            if 0 in (w + x, y + z, w + y, x + z):
+                assert np.isnan(stat[i]) and np.isnan(p[i])
+                continue
+            res = sps.chi2_contingency([[w, x], [y, z]], correction=correct)
+            assert (stat[i], p[i]) == (res.statistic, res.pvalue), (w, x, y, z)

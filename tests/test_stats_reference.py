@@ -55,6 +55,8 @@ TABLES = {
     "strong": [[12, 2], [5, 9]],
     "tiny": [[1, 0], [0, 1]],
     "larger": [[30, 70], [45, 55]],
+    "upper_limit_tol": [[10, 6], [1, 0]],
+    "zero_row": [[0, 0], [5, 7]],
 }
 PAIRED_TABLES = {
     "pairs_a": [[5, 6], [1, 2]],
@@ -176,14 +178,39 @@ def test_tables_match_r(case):
                    rd_ci_low=rd.ci_low, rd_ci_high=rd.ci_high, sample_or=so.estimate,
                    sample_or_ci_low=so.ci_low, sample_or_ci_high=so.ci_high)
     check(exp, exact_p, rtol=1e-7)
-    # R's conditional MLE and its interval come from uniroot (tolerance ~1e-4): rtol 1e-3
     conditional = dict(fisher_or=f.estimate, fisher_or_ci_low=f.ci_low,
                        fisher_or_ci_high=f.ci_high, fisher_less_ci_high=fl.ci_high,
                        fisher_greater_ci_low=fg.ci_low)
     if "fisher_or" in exp:
-        check(exp, conditional, rtol=1e-3)
-    else:  # a zero margin: the odds ratio is not identifiable, R's fisher.test gives none
-        assert math.isnan(f.estimate)
+        # R: fisher.test's own code for the conditional MLE and interval with
+        # uniroot(tol = 1e-14) (fisher_conditional in make_reference.R): the same numbers
+        # to 1e-9 (they are roots of the same equations, solved tightly on both sides).
+        assert check(exp, conditional, rtol=1e-9, atol=1e-12) == 5
+        # R: fisher.test(m) itself, whose uniroot keeps its default tolerance (~1.2e-4 on the
+        # odds ratio or its inverse): within 1e-3 only, and not even that for the upper
+        # limit of [[10, 6], [1, 0]]: 71.421 in R, 71.500 here and in R's own code with the
+        # tight tolerance (the exact root is 71.5: 1/71.5 solves P(X <= 10) = 0.025).
+        default = {k.replace("fisher_", "fisher_default_"): v for k, v in conditional.items()}
+        if case == "upper_limit_tol":
+            assert round(exp["fisher_default_or_ci_high"], 3) == 71.421
+            assert round(exp["fisher_or_ci_high"], 3) == round(f.ci_high, 3) == 71.5
+            assert f.ci_high == pytest.approx(71.5, rel=1e-12)
+            default.pop("fisher_default_or_ci_high")
+        assert check(exp, default, rtol=1e-3) == len(default)
+    else:
+        # A zero margin (a row or a column with no patient): the conditional distribution of
+        # the table has one point, so the likelihood does not depend on the odds ratio and
+        # there is no estimate. R's fisher.test (4.2.2) returns estimate 0 and interval
+        # [0, Inf] (its code tests x == lo, giving 0, before x == hi, which would give Inf);
+        # esi returns NaN for the estimate and both limits: "not estimable". The P-values
+        # agree (1).
+        assert (exp["fisher_flat_or"], exp["fisher_flat_or_ci_low"],
+                exp["fisher_flat_or_ci_high"]) == (0, 0, math.inf)
+        assert (exp["fisher_flat_less_ci_high"], exp["fisher_flat_greater_ci_low"]) == (
+            math.inf, 0)
+        for res in (f, fl, fg):
+            assert math.isnan(res.estimate) and math.isnan(res.ci_low)
+            assert math.isnan(res.ci_high) and res.p_value == 1.0
 
 
 @pytest.mark.parametrize("case", sorted(PAIRED_TABLES))

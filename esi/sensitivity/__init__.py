@@ -2,7 +2,8 @@
 
 * :mod:`esi.sensitivity.multiverse` - every specification of the analysis (``multiverse.csv``).
 * :mod:`esi.sensitivity.rosenbaum` - Rosenbaum bounds for the matched pairs (``rosenbaum.csv``).
-* :mod:`esi.sensitivity.power` - power, detectable difference, n needed; TOST equivalence.
+* :mod:`esi.sensitivity.power` - power, detectable difference, n needed (primary outcome and
+  the binary positive outcome); TOST equivalence.
 * :mod:`esi.sensitivity.influence` - leave-one-pair-out influence on the primary estimate.
 
 Notebook 04 parameters (with :mod:`esi.params` names): ``gamma_max`` (3.0), ``gamma_step``
@@ -24,10 +25,13 @@ from esi.sensitivity.multiverse import (
     specification_grid,
 )
 from esi.sensitivity.power import (
+    binary_power,
+    binary_sample_size,
     minimum_detectable_difference,
     power_by_simulation,
     power_curve,
     power_summary,
+    published_binary_design,
     published_design,
     sample_size_per_group,
     tost,
@@ -46,6 +50,8 @@ __all__ = [
     "MULTIVERSE_COLUMNS",
     "MULTIVERSE_PARAMS",
     "SENSITIVITY_DEFAULTS",
+    "binary_power",
+    "binary_sample_size",
     "gamma_at_change",
     "multiverse_from_params",
     "gamma_grid",
@@ -57,6 +63,7 @@ __all__ = [
     "power_by_simulation",
     "power_curve",
     "power_summary",
+    "published_binary_design",
     "published_design",
     "rosenbaum_bounds",
     "run_multiverse",

@@ -10,7 +10,8 @@ against the finding) and lower bound ``p_lower`` (working for it).
 * :func:`wilcoxon_sensitivity` - Wilcoxon's signed-rank statistic on the pair differences
   (R: ``rbounds::psens``; ``DOS2::senWilcox``; exact: ``DOS2::senWilcoxExact``).
 * :func:`mcnemar_sensitivity` - McNemar's statistic on the discordant pairs of a binary
-  outcome (R: ``rbounds::binarysens``).
+  outcome: the tail ``P(B >= D)`` of Rosenbaum (2002, section 4.3.2). R's
+  ``rbounds::binarysens`` computes ``P(B > D)`` instead (see the function's notes).
 * :func:`rosenbaum_bounds` - both, for the primary (continuous) and the positive (binary)
   outcome of a match, as one tidy table (``rosenbaum.csv``).
 * :func:`gamma_at_change` - the ``Gamma`` at which each conclusion would change.
@@ -252,12 +253,24 @@ def mcnemar_sensitivity(n_case_only: int, n_control_only: int,
         ``B ~ Binomial(n_discordant, Gamma / (1 + Gamma))`` and ``1 / (1 + Gamma)``),
         ``statistic`` (``t``: discordant pairs favouring ``alternative``), ``n_pairs`` and
         ``n_informative`` (both the number of discordant pairs), ``method`` (``"exact"``),
-        ``zero_method`` (empty), ``alternative``.
+        ``zero_method`` (empty), ``alternative``. At ``Gamma = 1`` both bounds are the exact
+        one-sided McNemar P-value, ``binom.test(t, n_discordant, alternative = "greater")``.
 
     Notes
     -----
-    Checked against ``rbounds::binarysens`` on Hammond's smoking and lung-cancer pairs
-    (Rosenbaum 2002, §4.3.2, p. 112: 110 vs 12 discordant pairs).
+    The tail includes the observed count, ``P(B >= t)``, as a P-value does and as Rosenbaum
+    (2002, section 4.3.2) computes it: on Hammond's smoking and lung-cancer pairs (110 vs 12
+    discordant) it gives his upper bounds, about 0.02 at ``Gamma = 5`` and 0.10 at 6.
+
+    R's ``rbounds::binarysens(x, y)`` (rbounds 2.2) is *not* this tail: it takes
+    ``D = max(x, y)`` and returns ``1 - pbinom(D, n, p)`` = ``P(B > D)``, the tail without the
+    observed count, rounded to 5 decimals. So esi's bound equals binarysens' plus
+    ``dbinom(D, n, p)`` (equivalently, binarysens' expression evaluated at ``D - 1``) when
+    ``t = D``. On the default run's positive outcome (5 vs 2 discordant) at ``Gamma = 1``
+    binarysens gives 0.0625 = P(B >= 6) and esi 0.2266 = ``binom.test(5, 7, alternative =
+    "greater")``; on Hammond's pairs at ``Gamma = 6``, 0.0564 against esi's (and Rosenbaum's)
+    0.0969. Both relations are checked on binarysens' real output in
+    ``tests/test_rosenbaum.py`` (tests/reference/sensitivity/rosenbaum_reference.R).
     """
     _check_choice("alternative", alternative, _ALTERNATIVES)
     g = _check_gammas(gammas)
@@ -345,7 +358,8 @@ def rosenbaum_bounds(pairs: pd.DataFrame, outcomes: pd.DataFrame, *,
         The default grid (notebook parameters of the same names).
     method, zero_method
         For the signed-rank test, see :func:`wilcoxon_sensitivity`. McNemar's bounds are
-        always exact binomial tails (as ``rbounds::binarysens``).
+        always exact binomial tails ``P(B >= t)`` (:func:`mcnemar_sensitivity`; not
+        ``rbounds::binarysens``' ``P(B > t)``).
     alternative
         ``"greater"``, ``"less"`` (cases better / worse than controls), or ``"observed"``:
         the direction of the observed difference for each outcome (as ``rbounds::psens``

@@ -1,16 +1,27 @@
 # Reference values for esi.sensitivity.rosenbaum (tests/test_rosenbaum.py).
-# Run from the project root:  Rscript tests/reference/sensitivity/rosenbaum_reference.R
+# Run from the project root, with rbounds 2.2 installed (R_LIBS; it is not needed to run the
+# tests; it installs from the public CRAN mirror on GitHub, cran/rbounds, with
+# R CMD INSTALL -l LIB on a git archive of the release commit):
+#   R_LIBS=/path/to/lib Rscript tests/reference/sensitivity/rosenbaum_reference.R
 # Writes tests/reference/sensitivity/rosenbaum_reference.csv.
 #
-# The formulas are those of rbounds 2.2 (psens, binarysens; Keele) and DOS2 (senWilcox,
-# senWilcoxExact; Rosenbaum), written out here so that the reference needs base R only:
+# The signed-rank formulas are those of rbounds 2.2 (psens; Keele) and DOS2 (senWilcox,
+# senWilcoxExact; Rosenbaum), written out here in base R:
 #   psens:      zeros dropped, average ranks; E = p * sum(r), V = p (1 - p) * sum(r^2);
 #               P = 1 - pnorm((T - E) / sqrt(V)) with p = Gamma / (1 + Gamma) (upper),
 #               1 / (1 + Gamma) (lower).
 #   senWilcox:  the same, but |d| ranked with the zeros, which then get rank 0.
-#   binarysens: P = sum(dbinom(t:n, n, p)).
 #   exact:      distribution of sum(r_i B_i), B_i ~ Bernoulli(p), by convolution
 #               (senWilcoxExact; here with doubled ranks so that tied average ranks work).
+# McNemar's statistic on D discordant pairs favouring the direction tested out of n:
+#   test "mcnemar": the textbook tail P(B >= D) = sum(dbinom(D:n, n, p)) of Rosenbaum (2002,
+#               section 4.3.2), which esi computes; at Gamma = 1 it is binom.test(D, n,
+#               alternative = "greater")$p.value.
+#   test "binarysens": the real output of rbounds::binarysens(x, y, Gamma, GammaInc) (its
+#               bounds table, rounded by rbounds to 5 decimals). binarysens takes
+#               D = max(x, y) and computes 1 - pbinom(D, n, p) = P(B > D): the tail without
+#               the observed count, so it is smaller than esi's by dbinom(D, n, p).
+#   test "binarysens_formula": 1 - pbinom(D, n, p) unrounded (binarysens' own expression).
 
 out <- file.path("tests", "reference", "sensitivity", "rosenbaum_reference.csv")
 
@@ -99,8 +110,34 @@ for (g in c(1, 1.5, 2, 3)) {
 }
 add("small_binary", "binom.test", "exact", "", 1,
     binom.test(7, 10, alternative = "greater")$p.value, NA)
+# The default run's positive outcome at 4 weeks: 5 discordant pairs in which only the control
+# had a positive outcome, 2 in which only the case had (alternative "less" in esi).
+for (g in c(1, 1.5, 2, 3)) {
+  add("default_positive", "mcnemar", "exact", "", g,
+      sum(dbinom(5:7, 7, g / (1 + g))), sum(dbinom(5:7, 7, 1 / (1 + g))))
+}
+add("default_positive", "binom.test", "exact", "", 1,
+    binom.test(5, 7, alternative = "greater")$p.value, NA)
+
+# rbounds::binarysens itself (x, y: the two discordant counts, in either order; Gamma from 1
+# by GammaInc), and its expression 1 - pbinom(D, n, p) unrounded.
+binary_cases <- list(hammond = c(x = 110, y = 12, Gamma = 6, GammaInc = 0.5),
+                     small_binary = c(x = 7, y = 3, Gamma = 3, GammaInc = 0.5),
+                     default_positive = c(x = 2, y = 5, Gamma = 3, GammaInc = 0.5))
+for (ex in names(binary_cases)) {
+  v <- binary_cases[[ex]]
+  b <- rbounds::binarysens(v[["x"]], v[["y"]], Gamma = v[["Gamma"]], GammaInc = v[["GammaInc"]])
+  D <- max(v[["x"]], v[["y"]]); n <- v[["x"]] + v[["y"]]
+  for (i in seq_len(nrow(b$bounds))) {
+    g <- b$bounds$Gamma[i]
+    add(ex, "binarysens", "exact", "", g, b$bounds[["Upper bound"]][i],
+        b$bounds[["Lower bound"]][i])
+    add(ex, "binarysens_formula", "exact", "", g, 1 - pbinom(D, n, g / (1 + g)),
+        1 - pbinom(D, n, 1 / (1 + g)))
+  }
+}
 
 res <- do.call(rbind, rows)
 write.csv(res, out, row.names = FALSE)
-cat(R.version.string, "\n")
+cat(R.version.string, "; rbounds", as.character(packageVersion("rbounds")), "\n")
 print(res, digits = 6)

@@ -11,8 +11,16 @@
 #   wilcox.test: exact = NULL, correct = TRUE (R's defaults; esi.stats uses the same rule:
 #                exact when n < 50 without ties / zeros, else normal approx with corrections)
 #   chisq.test:  correct = TRUE and FALSE
-#   fisher.test: conditional MLE odds ratio and its exact conf.int (esi.stats reports the same
-#                conditional MLE, not the sample odds ratio)
+#   fisher.test: p.value from fisher.test itself; the conditional MLE odds ratio and its
+#                exact conf.int (esi.stats reports the same conditional MLE, not the sample
+#                odds ratio) from fisher.test's own code (R 4.2.2, copied below as
+#                fisher_conditional) with uniroot(tol = 1e-14): fisher.test solves them with
+#                uniroot's default tolerance (.Machine$double.eps^0.25, about 1.2e-4 on the
+#                odds-ratio scale or its inverse), which leaves e.g. the upper limit of
+#                [[10, 6], [1, 0]] at 71.421 instead of 71.500. fisher.test's own (loose)
+#                values are kept as fisher_default_* for comparison. A table with a zero
+#                margin has no conditional MLE; fisher.test then returns estimate 0 and
+#                interval [0, Inf] (recorded as fisher_flat_*), see test_stats_reference.py.
 #   mcnemar exact = binom.test(b, b + c, 0.5); mcnemar.test (asymptotic) also recorded.
 
 out <- list()
@@ -123,24 +131,114 @@ tables <- list(
   zero_cell = c(0, 14, 3, 11),
   strong = c(12, 2, 5, 9),
   tiny = c(1, 0, 0, 1),
-  larger = c(30, 70, 45, 55)
+  larger = c(30, 70, 45, 55),
+  upper_limit_tol = c(10, 6, 1, 0),
+  zero_row = c(0, 0, 5, 7)
 )
+
+# The conditional MLE and exact interval of stats::fisher.test (R 4.2.2, the 2 x 2 branch),
+# copied with its uniroot calls given tol = 1e-14 instead of the default.
+fisher_conditional <- function(x, alternative = "two.sided", conf.level = 0.95, tol = 1e-14) {
+  m <- sum(x[, 1L]); n <- sum(x[, 2L]); k <- sum(x[1L, ]); x <- x[1L, 1L]
+  lo <- max(0L, k - n); hi <- min(k, m)
+  support <- lo:hi
+  logdc <- dhyper(support, m, n, k, log = TRUE)
+  dnhyper <- function(ncp) {
+    d <- logdc + log(ncp) * support
+    d <- exp(d - max(d))
+    d / sum(d)
+  }
+  mnhyper <- function(ncp) {
+    if (ncp == 0) return(lo)
+    if (ncp == Inf) return(hi)
+    sum(support * dnhyper(ncp))
+  }
+  pnhyper <- function(q, ncp = 1, upper.tail = FALSE) {
+    if (ncp == 1) {
+      return(if (upper.tail) phyper(x - 1, m, n, k, lower.tail = FALSE) else
+        phyper(x, m, n, k))
+    }
+    if (ncp == 0) return(as.numeric(if (upper.tail) q <= lo else q >= lo))
+    if (ncp == Inf) return(as.numeric(if (upper.tail) q <= hi else q >= hi))
+    sum(dnhyper(ncp)[if (upper.tail) support >= q else support <= q])
+  }
+  mle <- function(x) {
+    if (x == lo) return(0)
+    if (x == hi) return(Inf)
+    mu <- mnhyper(1)
+    if (mu > x) uniroot(function(t) mnhyper(t) - x, c(0, 1), tol = tol)$root
+    else if (mu < x) 1 / uniroot(function(t) mnhyper(1 / t) - x,
+                                 c(.Machine$double.eps, 1), tol = tol)$root
+    else 1
+  }
+  ncp.U <- function(x, alpha) {
+    if (x == hi) return(Inf)
+    p <- pnhyper(x, 1)
+    if (p < alpha) uniroot(function(t) pnhyper(x, t) - alpha, c(0, 1), tol = tol)$root
+    else if (p > alpha) 1 / uniroot(function(t) pnhyper(x, 1 / t) - alpha,
+                                    c(.Machine$double.eps, 1), tol = tol)$root
+    else 1
+  }
+  ncp.L <- function(x, alpha) {
+    if (x == lo) return(0)
+    p <- pnhyper(x, 1, upper.tail = TRUE)
+    if (p > alpha) uniroot(function(t) pnhyper(x, t, upper.tail = TRUE) - alpha, c(0, 1),
+                           tol = tol)$root
+    else if (p < alpha) 1 / uniroot(function(t) pnhyper(x, 1 / t, upper.tail = TRUE) - alpha,
+                                    c(.Machine$double.eps, 1), tol = tol)$root
+    else 1
+  }
+  ci <- switch(alternative,
+               less = c(0, ncp.U(x, 1 - conf.level)),
+               greater = c(ncp.L(x, 1 - conf.level), Inf),
+               two.sided = {
+                 alpha <- (1 - conf.level) / 2
+                 c(ncp.L(x, alpha), ncp.U(x, alpha))
+               })
+  list(estimate = mle(x), conf.int = ci)
+}
+# The copy with fisher.test's own tolerance reproduces fisher.test exactly (a check of the copy).
+for (v in tables) {
+  m <- matrix(v, 2, 2, byrow = TRUE)
+  if (all(rowSums(m) > 0) && all(colSums(m) > 0)) {
+    for (alt in c("two.sided", "less", "greater")) {
+      f <- fisher.test(m, alternative = alt)
+      cpy <- fisher_conditional(m, alt, tol = .Machine$double.eps^0.25)
+      stopifnot(identical(unname(f$estimate), cpy$estimate),
+                identical(as.numeric(f$conf.int), cpy$conf.int))
+    }
+  }
+}
 wilson <- function(x, n) suppressWarnings(prop.test(x, n, correct = FALSE)$conf.int)
 for (nm in names(tables)) {
   m <- matrix(tables[[nm]], 2, 2, byrow = TRUE)
   identifiable <- all(rowSums(m) > 0) && all(colSums(m) > 0)
   f <- fisher.test(m)
   put(nm, "fisher_p", f$p.value)
+  fl <- fisher.test(m, alternative = "less")
+  fg <- fisher.test(m, alternative = "greater")
+  put(nm, "fisher_less_p", fl$p.value); put(nm, "fisher_greater_p", fg$p.value)
   if (identifiable) {
-    put(nm, "fisher_or", f$estimate); put(nm, "fisher_or_ci_low", f$conf.int[1])
-    put(nm, "fisher_or_ci_high", f$conf.int[2])
-    fl <- fisher.test(m, alternative = "less")
-    put(nm, "fisher_less_p", fl$p.value); put(nm, "fisher_less_ci_high", fl$conf.int[2])
-    fg <- fisher.test(m, alternative = "greater")
-    put(nm, "fisher_greater_p", fg$p.value); put(nm, "fisher_greater_ci_low", fg$conf.int[1])
+    # tight tolerance (fisher_conditional above)
+    t2 <- fisher_conditional(m, "two.sided"); tl <- fisher_conditional(m, "less")
+    tg <- fisher_conditional(m, "greater")
+    put(nm, "fisher_or", t2$estimate); put(nm, "fisher_or_ci_low", t2$conf.int[1])
+    put(nm, "fisher_or_ci_high", t2$conf.int[2])
+    put(nm, "fisher_less_ci_high", tl$conf.int[2])
+    put(nm, "fisher_greater_ci_low", tg$conf.int[1])
+    # fisher.test's own values (uniroot's default tolerance)
+    put(nm, "fisher_default_or", f$estimate)
+    put(nm, "fisher_default_or_ci_low", f$conf.int[1])
+    put(nm, "fisher_default_or_ci_high", f$conf.int[2])
+    put(nm, "fisher_default_less_ci_high", fl$conf.int[2])
+    put(nm, "fisher_default_greater_ci_low", fg$conf.int[1])
   } else {
-    put(nm, "fisher_less_p", fisher.test(m, alternative = "less")$p.value)
-    put(nm, "fisher_greater_p", fisher.test(m, alternative = "greater")$p.value)
+    # what fisher.test returns on a zero margin (no conditional MLE exists)
+    put(nm, "fisher_flat_or", f$estimate)
+    put(nm, "fisher_flat_or_ci_low", f$conf.int[1])
+    put(nm, "fisher_flat_or_ci_high", f$conf.int[2])
+    put(nm, "fisher_flat_less_ci_high", fl$conf.int[2])
+    put(nm, "fisher_flat_greater_ci_low", fg$conf.int[1])
   }
   cy <- suppressWarnings(chisq.test(m, correct = TRUE))
   cn <- suppressWarnings(chisq.test(m, correct = FALSE))
@@ -148,10 +246,12 @@ for (nm in names(tables)) {
   put(nm, "chi2_stat", cn$statistic); put(nm, "chi2_p", cn$p.value)
   # Newcombe hybrid score interval (method 10) from the Wilson intervals of prop.test
   n1 <- sum(m[1, ]); n2 <- sum(m[2, ]); p1 <- m[1, 1] / n1; p2 <- m[2, 1] / n2
-  w1 <- wilson(m[1, 1], n1); w2 <- wilson(m[2, 1], n2)
-  put(nm, "rd", p1 - p2)
-  put(nm, "rd_ci_low", p1 - p2 - sqrt((p1 - w1[1])^2 + (w2[2] - p2)^2))
-  put(nm, "rd_ci_high", p1 - p2 + sqrt((w1[2] - p1)^2 + (p2 - w2[1])^2))
+  if (n1 > 0 && n2 > 0) {  # (an empty row has no proportion)
+    w1 <- wilson(m[1, 1], n1); w2 <- wilson(m[2, 1], n2)
+    put(nm, "rd", p1 - p2)
+    put(nm, "rd_ci_low", p1 - p2 - sqrt((p1 - w1[1])^2 + (w2[2] - p2)^2))
+    put(nm, "rd_ci_high", p1 - p2 + sqrt((w1[2] - p1)^2 + (p2 - w2[1])^2))
+  }
   if (all(m > 0)) {  # sample odds ratio with Woolf interval
     or <- m[1, 1] * m[2, 2] / (m[1, 2] * m[2, 1]); se <- sqrt(sum(1 / m))
     put(nm, "sample_or", or); put(nm, "sample_or_ci_low", or * exp(-qnorm(0.975) * se))
