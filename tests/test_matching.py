@@ -220,6 +220,30 @@ def test_matching_properties(spec):
     pd.testing.assert_series_equal(res.distance, res3.distance.reindex(res.distance.index))
 
 
+def test_pipeline_matches_in_canonical_order(tmp_path):
+    # match() breaks ties by row (as MatchIt); the pipeline sorts the eligible patients by
+    # (pseudonymous) patient id first, so a registry exported in another row order gives the
+    # same matched pairs
+    from esi.params import DEFAULTS
+    from esi.paths import SYNTHETIC_REGISTRY
+    from esi.pipeline import Analysis
+
+    lines = SYNTHETIC_REGISTRY.read_text(encoding="utf-8").splitlines(keepends=True)
+    head = next(i for i, line in enumerate(lines) if not line.startswith("#")) + 1
+    body = lines[head:]
+    shuffled = tmp_path / "shuffled.csv"
+    order = np.random.default_rng(3).permutation(len(body))
+    shuffled.write_text("".join(lines[:head] + [body[i] for i in order]), encoding="utf-8")
+    results = []
+    for path in (SYNTHETIC_REGISTRY, shuffled):
+        analysis = Analysis({**DEFAULTS, "data_path": str(path), "synthetic": True},
+                            persist=False)
+        assert analysis.cohort().eligible.index.is_monotonic_increasing == (path != shuffled)
+        results.append(analysis.match())
+    pd.testing.assert_frame_equal(results[0].pairs, results[1].pairs)
+    pd.testing.assert_series_equal(results[0].weights, results[1].weights)
+
+
 # ---------------------------------------------------------------- Mahalanobis matching
 
 
@@ -418,3 +442,14 @@ def test_mahvars_within_the_propensity_caliper():
     # the same treated units find a control inside the caliper; the controls differ
     assert set(res.pairs["treated"]) == set(plain.pairs["treated"])
     assert set(res.pairs["control"]) != set(plain.pairs["control"])
+
+
+def test_mahalanobis_figures_and_findings():
+    from esi.plots.matching import overlap_plot
+    from esi.report import matching_findings
+
+    res = esi.match(registry(), "near_normal", COVS, distance="mahalanobis", caliper=None)
+    assert len(overlap_plot(res).axes) == 2
+    assert "Mahalanobis distance of the covariates" in matching_findings(res)
+    res = esi.match(registry(), "near_normal", COVS, mahvars="x1")
+    assert "Mahalanobis distance of x1 within the caliper" in matching_findings(res)
