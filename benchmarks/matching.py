@@ -9,7 +9,13 @@ replacement - the propensity model fit included. If Rscript with MatchIt >= 4.5.
 The machine may be shared and noisy: every esi timing is repeated (``--repeat``, default 5)
 and reported as the minimum and the median.
 
+Mahalanobis matching (1:1 on the six covariates, ``distance="mahalanobis"``; it compares every
+treated unit with every control) is timed on smaller registries (``--mahalanobis-sizes``,
+default 5,000 and 20,000 rows; none with ``--mahalanobis-sizes``), against MatchIt's
+``distance = "mahalanobis"`` when R is available.
+
 Run:  .venv/bin/python benchmarks/matching.py [--sizes 10000 200000 1000000] [--repeat 5] [--no-r]
+          [--mahalanobis-sizes 5000 20000]
 """
 
 from __future__ import annotations
@@ -35,8 +41,11 @@ suppressPackageStartupMessages(library(MatchIt))
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1])
 if (packageVersion("MatchIt") < "4.5.4") stop("MatchIt >= 4.5.4 needed (caliper bug #163)")
-t <- system.time(m <- matchit(treat ~ x1 + x2 + x3 + x4 + b1 + b2, data = d, method = "nearest",
-                              distance = "glm", link = "linear.logit", caliper = 0.2))[["elapsed"]]
+t <- system.time(m <- if (length(args) > 1 && args[2] == "mahalanobis")
+  matchit(treat ~ x1 + x2 + x3 + x4 + b1 + b2, data = d, method = "nearest",
+          distance = "mahalanobis") else
+  matchit(treat ~ x1 + x2 + x3 + x4 + b1 + b2, data = d, method = "nearest",
+          distance = "glm", link = "linear.logit", caliper = 0.2))[["elapsed"]]
 cat(sprintf("%s %.3f %d\\n", packageVersion("MatchIt"), t, sum(m$weights[d$treat == 1] > 0)))
 """
 
@@ -58,14 +67,19 @@ def run(data: pd.DataFrame) -> esi.MatchResult:
     return esi.match(data, "treat", COVARIATES, distance="logit", caliper=0.2, ratio=1)
 
 
-def time_matchit(data: pd.DataFrame) -> str | None:
+def run_mahalanobis(data: pd.DataFrame) -> esi.MatchResult:
+    return esi.match(data, "treat", COVARIATES, distance="mahalanobis", caliper=None, ratio=1)
+
+
+def time_matchit(data: pd.DataFrame, distance: str = "glm") -> str | None:
     if shutil.which("Rscript") is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         csv, script = Path(tmp) / "d.csv", Path(tmp) / "bench.R"
         data.to_csv(csv, index=False)
         script.write_text(R_SCRIPT)
-        out = subprocess.run(["Rscript", str(script), str(csv)], capture_output=True, text=True)
+        out = subprocess.run(["Rscript", str(script), str(csv), distance], capture_output=True,
+                             text=True)
     if out.returncode != 0:
         return None
     version, seconds, matched = out.stdout.split()
@@ -77,6 +91,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 200_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=5, help="timings per size (min, median)")
     parser.add_argument("--no-r", action="store_true", help="skip timing R MatchIt")
+    parser.add_argument("--mahalanobis-sizes", type=int, nargs="*", default=[5_000, 20_000],
+                        help="registry sizes for Mahalanobis matching (none: skip)")
     args = parser.parse_args()
     if args.repeat < 1:
         raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
@@ -107,6 +123,23 @@ def main() -> None:
     print(f"wall s: esi.match incl. the model fit; fit s: fit_propensity alone (min and median "
           f"of {args.repeat} runs); peak MB: Python-side peak allocation (tracemalloc) during "
           "esi.match")
+    if args.mahalanobis_sizes:
+        run_mahalanobis(registry(2_000))  # warm-up
+        print(f"\nMahalanobis matching (1:1 on the six covariates, no caliper)\n"
+              f"{'rows':>10} {'treated':>8} {'matched':>8} {'wall s min':>10} {'median':>7}")
+    for n in args.mahalanobis_sizes:
+        data = registry(n)
+        walls = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            res = run_mahalanobis(data)
+            walls.append(time.perf_counter() - t0)
+        n_matched = int(res.sample_sizes().loc["Matched", "treated"])
+        print(f"{n:>10,} {int(data.treat.sum()):>8,} {n_matched:>8,} {min(walls):10.2f} "
+              f"{np.median(walls):7.2f}", flush=True)
+        if not args.no_r:
+            r = time_matchit(data, "mahalanobis")
+            print(f"{'':>10} {r or 'R MatchIt >= 4.5.4 not available: not timed'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,28 @@
-"""Propensity-score matching with R MatchIt 4.x semantics, fast on large registries.
+"""Propensity-score and Mahalanobis matching with R MatchIt 4.x semantics, fast on large
+registries.
 
 :func:`match` fits the propensity model (:mod:`esi.propensity`), discards units outside
 common support if asked, and pairs treated with control units by greedy nearest-neighbour or
-optimal matching. The result, :class:`MatchResult`, carries the pairs, MatchIt's weights,
-the balance diagnostics (:mod:`esi.balance`) and the sample-size table.
+optimal matching on the propensity score, or by greedy nearest-neighbour matching on the
+Mahalanobis distance (on the covariates, or on ``mahvars`` within a propensity-score
+caliper). The result, :class:`MatchResult`, carries the pairs, MatchIt's weights, the balance
+diagnostics (:mod:`esi.balance`) and the sample-size table.
 
-The matched sets equal R's ``MatchIt::matchit(method = "nearest")`` (checked on ``lalonde``
-for 16 specifications, tests/test_matching_reference.py). The greedy search finds every treated
-unit's nearest control with numpy at the start of a round and walks "next unused control"
-pointers only for the units whose first choice an earlier unit took; it gives the same pairs
-as the plain one-unit-at-a-time loop, which is kept as ``_greedy_reference`` and compared with
-it in tests/test_matching_speed.py. A million-row registry matches, model fit included, in
-about a second (benchmarks/matching.py).
+The matched sets equal R's ``MatchIt::matchit(method = "nearest")`` on the same data frame,
+ties broken by row position as MatchIt breaks them (checked on ``lalonde`` in two row orders,
+propensity and Mahalanobis matching, tests/test_matching_reference.py). The greedy search
+finds every treated unit's nearest control with numpy at the start of a round and walks
+"next unused control" pointers only for the units whose first choice an earlier unit took;
+it gives the same pairs as the plain one-unit-at-a-time loop, which is kept as
+``_greedy_reference`` and compared with it in tests/test_matching_speed.py. A million-row
+registry matches, model fit included, in about a second (benchmarks/matching.py).
+Mahalanobis matching compares every treated unit with every control of its stratum (in
+blocks): meant for study-sized cohorts (tens of thousands of units at most).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +31,14 @@ import numpy as np
 import pandas as pd
 
 from esi.balance import balance_table
-from esi.propensity import DISTANCES, PropensityModel, fit_propensity
+from esi.propensity import DISTANCES, PropensityModel, design_matrix, fit_propensity
 
-__all__ = ["match", "MatchResult", "METHODS", "ORDERS", "DISCARDS"]
+__all__ = ["match", "MatchResult", "METHODS", "ORDERS", "DISCARDS", "MATCH_DISTANCES"]
 
 ORDERS = ("largest", "smallest", "random", "data")
+#: Distances of :func:`match`: the propensity score's logit or probability
+#: (:data:`esi.propensity.DISTANCES`), or the Mahalanobis distance on the covariates.
+MATCH_DISTANCES = (*DISTANCES, "mahalanobis")
 DISCARDS = ("none", "treated", "control", "both")
 _ESTIMANDS = ("ATT", "ATC")
 _MISSING = ("error", "drop")
@@ -46,11 +56,15 @@ class MatchResult:
     pairs : DataFrame
         One row per matched control (per matched treated unit for ``estimand="ATC"``), ordered
         by ``subclass`` then by match round. Columns: ``treated`` and ``control`` (patient
-        ids), ``subclass`` (int, 1..number of matched focal units, numbered in patient-id
-        order), ``distance_gap`` (absolute difference of the two units' distances, on the
-        distance scale used).
+        ids), ``subclass`` (int, 1..number of matched focal units, numbered in row order, as
+        MatchIt's ``subclass``), ``distance_gap`` (the distance matched on within the pair:
+        the absolute difference of the two units' propensity distances, on the scale used;
+        the Mahalanobis distance for Mahalanobis matching, as MatchIt's
+        ``mahalanobis_dist()`` gives it).
     distance : Series
-        The matching distance of every unit (propensity or its logit), indexed by patient id.
+        The propensity distance of every unit (propensity or its logit; MatchIt's
+        ``distance``), indexed by patient id; NaN for ``distance="mahalanobis"``, which has
+        no propensity score.
     weights : Series
         MatchIt's matching weights for every unit (0 = not in the matched sample). ATT: treated
         units 1; a control matched in a subclass with ``k`` controls gets ``1/k``, summed over
@@ -66,7 +80,8 @@ class MatchResult:
         The arguments of :func:`match`, plus ``caliper_width`` (the caliper in distance units,
         or None) and ``n_dropped``.
     model : PropensityModel or None
-        The fitted propensity model (None when the distance was supplied).
+        The fitted propensity model (None when the distance was supplied, and for
+        ``distance="mahalanobis"``).
     treatment : Series
         The 0/1 treatment of every matched-on unit (after dropping missing values).
     covariate_data : DataFrame
@@ -94,7 +109,8 @@ class MatchResult:
             (cobalt's default) or standardised by ``sqrt(p (1 - p))`` (MatchIt's
             ``summary()``).
         include_distance : bool, default True
-            Put the matching distance first, as a row named ``distance`` (as MatchIt does).
+            Put the propensity distance first, as a row named ``distance`` (as MatchIt does;
+            there is none with ``distance="mahalanobis"``).
 
         Returns
         -------
@@ -112,7 +128,7 @@ class MatchResult:
         """
         data = self.covariate_data.copy()
         covariates = list(data.columns)
-        if include_distance:
+        if include_distance and self.params["distance"] != "mahalanobis":
             data.insert(0, "distance", self.distance)
             covariates.insert(0, "distance")
         tname = "__treatment__"
@@ -162,13 +178,24 @@ class MatchResult:
 # Input checks
 
 
-def _check_args(method, distance, ratio, caliper, std_caliper, replace, order, discard,
+def _column_list(value, name):
+    """None, a column name or a list of names, as a list (checked)."""
+    if value is None:
+        return []
+    cols = [value] if isinstance(value, str) else value
+    if not isinstance(cols, list | tuple) or not all(isinstance(c, str) for c in cols):
+        raise ValueError(f"{name} must be a column name or a list of column names, got {value!r}")
+    return list(cols)
+
+
+def _check_args(method, distance, mahvars, ratio, caliper, std_caliper, replace, order, discard,
                 estimand, missing, random_state):
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
-    if not isinstance(distance, pd.Series) and distance not in DISTANCES:
+    if not isinstance(distance, pd.Series) and distance not in MATCH_DISTANCES:
         raise ValueError(
-            f"distance must be one of {DISTANCES} or a Series of distances, got {distance!r}"
+            f"distance must be one of {MATCH_DISTANCES} or a Series of distances, got "
+            f"{distance!r}"
         )
     if isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
@@ -181,8 +208,8 @@ def _check_args(method, distance, ratio, caliper, std_caliper, replace, order, d
         raise ValueError(f"std_caliper must be True or False, got {std_caliper!r}")
     if not isinstance(replace, bool | np.bool_):
         raise ValueError(f"replace must be True or False, got {replace!r}")
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if order is not None and order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS} or None, got {order!r}")
     if order == "random" and random_state is None:
         raise ValueError(
             "order='random' needs random_state (an int seed or a numpy Generator) so that the "
@@ -199,6 +226,30 @@ def _check_args(method, distance, ratio, caliper, std_caliper, replace, order, d
         raise ValueError(f"missing must be one of {_MISSING}, got {missing!r}")
     if method == "optimal" and replace:
         raise ValueError("replace=True is not available with method='optimal' (use 'nearest')")
+    full = isinstance(distance, str) and distance == "mahalanobis"
+    if full or mahvars:
+        what = "distance='mahalanobis'" if full else "mahvars"
+        if method != "nearest":
+            raise ValueError(f"{what} is available with method='nearest' only, got "
+                             f"method={method!r}")
+    if full:
+        if mahvars:
+            raise ValueError("distance='mahalanobis' matches on the covariates; mahvars is for "
+                             "Mahalanobis matching within a propensity-score caliper (give "
+                             "distance='logit' or 'propensity' with it)")
+        if caliper is not None:
+            raise ValueError(
+                "caliper is a width on the propensity score, and distance='mahalanobis' has "
+                "none (as in MatchIt): pass caliper=None, or match on mahvars with "
+                "distance='logit' or 'propensity' for Mahalanobis matching within a "
+                "propensity-score caliper"
+            )
+        if discard != "none":
+            raise ValueError("discard needs a propensity score; with distance='mahalanobis' "
+                             "use discard='none'")
+        if order in ("largest", "smallest"):
+            raise ValueError(f"order={order!r} orders by the propensity score, which "
+                             "distance='mahalanobis' does not have; use 'data' or 'random'")
 
 
 def _treatment_vector(data: pd.DataFrame, treatment: str) -> np.ndarray:
@@ -227,12 +278,13 @@ def _treatment_vector(data: pd.DataFrame, treatment: str) -> np.ndarray:
 # Greedy nearest-neighbour matching
 
 
-def _sort_by_distance_then_id(d, id_rank):
-    """Row positions sorted by distance, equal distances by patient id rank.
+def _sort_by_distance_then_rank(d, rank):
+    """Row positions sorted by distance, equal distances by ``rank`` (in :func:`match`: the
+    row position, as R's stable ``order()``).
 
-    The same permutation as ``np.lexsort((id_rank, d))``: an unstable sort of the distances
+    The same permutation as ``np.lexsort((rank, d))``: an unstable sort of the distances
     (several times faster than a stable or lexicographic one), after which only the runs of
-    equal distances, if any, are put in id order.
+    equal distances, if any, are put in rank order.
     """
     order = np.argsort(d)
     sd = d[order]
@@ -243,25 +295,43 @@ def _sort_by_distance_then_id(d, id_rank):
         in_run[:-1] |= tied
         slots = np.flatnonzero(in_run)  # whole runs of equal distance, in increasing distance
         units = order[slots]
-        order[slots] = units[np.lexsort((id_rank[units], d[units]))]
+        order[slots] = units[np.lexsort((rank[units], d[units]))]
     return order
 
 
-def _nearest_setup(d, focal, eligible, strata, id_rank, order, rng, plain=False):
+def _focal_order(d, foc, rank, order, rng):
+    """The focal units ``foc`` (ascending row positions) in matching order.
+
+    "largest"/"smallest": by decreasing/increasing distance, ties by ``rank`` (MatchIt:
+    R's stable ``order(distance, decreasing = ...)``); "random": a permutation drawn from
+    ``rng``; "data": as given (MatchIt's ``which(!discarded[treat == focal])``).
+    """
+    if order == "largest":
+        return foc[np.lexsort((rank[foc], -d[foc]))]
+    if order == "smallest":
+        return foc[np.lexsort((rank[foc], d[foc]))]
+    if order == "random":
+        foc = foc[np.argsort(rank[foc], kind="stable")]
+        return foc[rng.permutation(foc.size)]
+    return foc
+
+
+def _nearest_setup(d, focal, eligible, strata, rank, order, rng, plain=False):
     """Sorted positions, the eligible controls and focal units, and each focal unit's search range.
 
     Returns ``pos`` (every unit's place in the distance order), ``ctrl`` (eligible controls
     sorted by stratum then position), ``foc`` (eligible focal units in matching order), and
     for each focal unit ``ins`` (first control at or after it), ``lo``/``hi`` (its stratum's
-    block of ``ctrl``). ``plain=True`` sorts by the straightforward (slower) lexicographic
-    sorts, for the reference search.
+    block of ``ctrl``). ``rank`` breaks ties in the distance (:func:`match` passes the row
+    position: MatchIt's stable ``order()``). ``plain=True`` sorts by the straightforward
+    (slower) lexicographic sorts, for the reference search.
     """
     n = d.size
-    # Global sorted position: distance ascending, ties by patient id (MatchIt: by row).
+    # Global sorted position: distance ascending, ties by rank (the row position in match()).
     if plain:
-        sorted_units = np.lexsort((id_rank, d))
+        sorted_units = np.lexsort((rank, d))
     else:
-        sorted_units = _sort_by_distance_then_id(d, id_rank)
+        sorted_units = _sort_by_distance_then_rank(d, rank)
     pos = np.empty(n, dtype=np.int64)
     pos[sorted_units] = np.arange(n)
     stratum = np.zeros(n, dtype=np.int64) if strata is None else strata.astype(np.int64)
@@ -277,15 +347,7 @@ def _nearest_setup(d, focal, eligible, strata, id_rank, order, rng, plain=False)
     ckey = stratum[ctrl] * (n + 1) + pos[ctrl]
 
     # Focal units to process, in matching order.
-    foc = np.flatnonzero(focal & eligible)
-    if order == "largest":
-        foc = foc[np.lexsort((id_rank[foc], -d[foc]))]
-    elif order == "smallest":
-        foc = foc[np.lexsort((id_rank[foc], d[foc]))]
-    elif order == "random":
-        foc = foc[np.argsort(id_rank[foc], kind="stable")]
-        foc = foc[rng.permutation(foc.size)]
-    # "data": row order as given
+    foc = _focal_order(d, np.flatnonzero(focal & eligible), rank, order, rng)
 
     fkey = stratum[foc] * (n + 1) + pos[foc]
     ins = np.searchsorted(ckey, fkey)  # first control at or after the focal unit's position
@@ -294,7 +356,7 @@ def _nearest_setup(d, focal, eligible, strata, id_rank, order, rng, plain=False)
     return pos, ctrl, foc, ins, lo, hi
 
 
-def _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace, caliper, order,
+def _match_nearest_arrays(d, focal, eligible, strata, rank, ratio, replace, caliper, order,
                           rng, reference=False):
     """Greedy nearest-neighbour matching; arrays of focal unit, control unit and round.
 
@@ -302,7 +364,7 @@ def _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace, c
     for ATT). See :func:`match` for the rules; this follows MatchIt's ``nn_matchC_vec``.
     ``reference=True``: the straightforward sorts and loop (:func:`_greedy_reference`).
     """
-    pos, ctrl, foc, ins, lo, hi = _nearest_setup(d, focal, eligible, strata, id_rank, order, rng,
+    pos, ctrl, foc, ins, lo, hi = _nearest_setup(d, focal, eligible, strata, rank, order, rng,
                                                  plain=reference)
     cal = np.inf if caliper is None else float(caliper)
     if replace:
@@ -321,21 +383,21 @@ def _as_arrays(found):
     return f, c, r
 
 
-def _match_nearest(d, focal, eligible, strata, id_rank, ratio, replace, caliper, order, rng):
+def _match_nearest(d, focal, eligible, strata, rank, ratio, replace, caliper, order, rng):
     """Return a list of (focal unit, control unit, round), by round then matching order.
 
     Every index is a row position. ``focal`` marks the units that receive matches (treated
     for ATT). See :func:`match` for the rules; this follows MatchIt's ``nn_matchC_vec``.
     """
-    f, c, r = _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace,
+    f, c, r = _match_nearest_arrays(d, focal, eligible, strata, rank, ratio, replace,
                                     caliper, order, rng)
     return list(zip(f.tolist(), c.tolist(), r.tolist(), strict=True))
 
 
-def _match_nearest_reference(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
+def _match_nearest_reference(d, focal, eligible, strata, rank, ratio, replace, caliper,
                              order, rng):
     """As :func:`_match_nearest`, by plain sorts and the one-unit-at-a-time loop (for tests)."""
-    f, c, r = _match_nearest_arrays(d, focal, eligible, strata, id_rank, ratio, replace,
+    f, c, r = _match_nearest_arrays(d, focal, eligible, strata, rank, ratio, replace,
                                     caliper, order, rng, reference=True)
     return list(zip(f.tolist(), c.tolist(), r.tolist(), strict=True))
 
@@ -576,10 +638,254 @@ def _nearest_with_replacement(d, pos, ctrl, foc, ins, lo, hi, ratio, cal):
 
 
 # --------------------------------------------------------------------------------------------
+# Mahalanobis distance matching (MatchIt's distance = "mahalanobis" and mahvars)
+
+#: MatchIt 4.7.2 ``transform_covariates()``: the pooled covariance is inverted with ``solve``
+#: when its determinant exceeds this, else by its generalised inverse.
+_MAH_DET_MIN = 1e-8
+#: MatchIt's ``generalized_inverse(sigma, tol = 1e-8)``: singular values at or below this
+#: fraction of the largest are dropped.
+_MAH_GINV_TOL = 1e-8
+#: Cells of the (focal x control) block of squared distances computed at once.
+_MAH_BLOCK_CELLS = 2**21
+
+
+def _jacobi_eigen(a: list[list[float]]) -> tuple[list[float], list[list[float]]]:
+    """Eigenvalues and eigenvectors of a small symmetric matrix by cyclic Jacobi rotations.
+
+    Plain Python floats: the same bits on every CPU (a LAPACK call takes the kernels that
+    OpenBLAS picks for the processor, and matching decisions compare the distances built on
+    this). Returns ``(values, vectors)`` with eigenvector ``k`` in ``vectors[i][k]``.
+    """
+    n = len(a)
+    a = [list(map(float, row)) for row in a]
+    v = [[1.0 if i == j else 0.0 for j in range(n)] for i in range(n)]
+    for _ in range(100):
+        off = sum(a[i][j] * a[i][j] for i in range(n) for j in range(i + 1, n))
+        scale = sum(a[i][i] * a[i][i] for i in range(n))
+        if off == 0.0 or off <= 1e-36 * scale:
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = a[p][q]
+                if apq == 0.0:
+                    continue
+                theta = (a[q][q] - a[p][p]) / (2.0 * apq)
+                if abs(theta) > 1e150:
+                    t = 0.5 / theta
+                else:
+                    t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(n):  # columns p and q
+                    akp, akq = a[k][p], a[k][q]
+                    a[k][p], a[k][q] = c * akp - s * akq, s * akp + c * akq
+                for k in range(n):  # rows p and q
+                    apk, aqk = a[p][k], a[q][k]
+                    a[p][k], a[q][k] = c * apk - s * aqk, s * apk + c * aqk
+                for k in range(n):
+                    vkp, vkq = v[k][p], v[k][q]
+                    v[k][p], v[k][q] = c * vkp - s * vkq, s * vkp + c * vkq
+    return [a[i][i] for i in range(n)], v
+
+
+def _mahalanobis_space(x: np.ndarray, treated: np.ndarray, use: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates whose Euclidean distance is MatchIt's Mahalanobis distance, and its search key.
+
+    Parameters
+    ----------
+    x : ndarray, n x p
+        The Mahalanobis variables' design columns (every level of a categorical variable).
+    treated : ndarray of bool
+        Treatment of every unit.
+    use : ndarray of bool
+        Units not discarded: the covariance is taken over them.
+
+    Returns
+    -------
+    z : ndarray, n x r
+        Coordinates: ``|z_i - z_j|`` is the Mahalanobis distance of units i and j.
+    key : ndarray
+        The first column of MatchIt's own coordinates (``mahalanobize()``'s pivoted Cholesky
+        factor), by which MatchIt orders its search: among controls at exactly the same
+        distance (identical covariates) it keeps the one its search reaches last.
+
+    Notes
+    -----
+    As MatchIt 4.7.2 ``transform_covariates(method = "mahalanobis")``: every column is
+    centred and scaled by its mean and SD over all units (R's ``scale()``); the covariance
+    is the pooled within-group covariance of the retained units (``pooled_cov()``: deviations
+    from the group means, divided by ``n - 2``), inverted by ``solve`` when its determinant
+    exceeds 1e-8, else by the generalised inverse (singular values above 1e-8 times the
+    largest kept), as when all levels of a categorical variable enter (their dummies sum to
+    one). The small matrices are handled in plain Python floats and the coordinates by
+    element-wise numpy operations, so the same data give the same bits on every CPU.
+    """
+    n, p = x.shape
+    xs = np.empty((n, p))
+    for j in range(p):
+        col = x[:, j] - x[:, j].mean()
+        xs[:, j] = col / math.sqrt(float(np.sum(col * col)) / max(1, n - 1))
+    groups = [g for g in (treated & use, ~treated & use) if g.any()]
+    dev = np.empty((int(use.sum()), p))
+    for j in range(p):
+        dev[:, j] = np.concatenate([xs[g, j] - xs[g, j].mean() for g in groups])
+    denom = dev.shape[0] - len(groups)
+    if denom < 1:
+        raise ValueError("Mahalanobis matching needs at least three retained units")
+    cov = [[float(np.sum(dev[:, j] * dev[:, k])) / denom for k in range(p)] for j in range(p)]
+    values, vectors = _jacobi_eigen(cov)
+    det = math.prod(values)
+    largest = max(abs(v) for v in values)
+    if det > _MAH_DET_MIN and min(values) > 0:
+        keep = list(range(p))
+    else:
+        keep = [i for i in range(p) if abs(values[i]) > _MAH_GINV_TOL * largest]
+    if not keep or any(values[i] <= 0 for i in keep):
+        raise ValueError("the Mahalanobis variables' covariance is not positive semi-definite")
+    inv = [[sum(vectors[j][i] * vectors[k][i] / values[i] for i in keep) for k in range(p)]
+           for j in range(p)]
+    z = np.zeros((n, len(keep)))
+    for col, i in enumerate(keep):
+        root = math.sqrt(values[i])
+        for j in range(p):
+            z[:, col] += xs[:, j] * (vectors[j][i] / root)
+    diag = [inv[j][j] for j in range(p)]
+    first = diag.index(max(diag))  # LAPACK dpstrf's first pivot: the largest diagonal
+    key = np.zeros(n)
+    for j in range(p):
+        key += xs[:, j] * (inv[first][j] / math.sqrt(inv[first][first]))
+    return z, key
+
+
+def _squared_distances(zf: np.ndarray, zc: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances, rows ``zf`` by rows ``zc``, summed coordinate by
+    coordinate (element-wise, as MatchIt's ``euc_dist_sq``; no BLAS)."""
+    out = (zf[:, 0, None] - zc[None, :, 0]) ** 2
+    for i in range(1, zf.shape[1]):
+        out += (zf[:, i, None] - zc[None, :, i]) ** 2
+    return out
+
+
+def _match_mahalanobis(z, key, d, focal, eligible, strata, rank, ratio, replace, caliper, order,
+                       rng):
+    """Greedy nearest-neighbour matching on the Mahalanobis distance, MatchIt's
+    ``nn_matchC_mahcovs()``; (focal, control, round) arrays of row positions.
+
+    ``z``/``key`` from :func:`_mahalanobis_space`; ``d`` the propensity distance that orders
+    the focal units ("largest"/"smallest") and carries the ``caliper`` (None for full
+    Mahalanobis matching, which has neither). Each focal unit takes the control (in its
+    ``exact`` stratum, within the caliper) at the least Mahalanobis distance. MatchIt
+    searches outwards from the focal unit through all units sorted by ``key`` (ties by row:
+    ``rank``), alternately one step left and one step right, and of controls at exactly the
+    same distance keeps the one reached last: the farthest in that order, the right one at
+    equal steps. Without replacement in ``ratio`` greedy rounds (as the propensity search);
+    with replacement the ``ratio`` nearest in that order.
+    """
+    n = z.shape[0]
+    stratum = np.zeros(n, dtype=np.int64) if strata is None else strata.astype(np.int64)
+    by_key = np.lexsort((rank, key, stratum))  # MatchIt sorts each exact stratum apart
+    pos = np.empty(n, dtype=np.int64)
+    pos[by_key] = np.arange(n)
+    foc_all = _focal_order(d if d is not None else key, np.flatnonzero(focal & eligible), rank,
+                           order, rng)
+    cal = np.inf if caliper is None else float(caliper)
+    out_f, out_c, out_r = [], [], []
+    for s in np.unique(stratum[foc_all]) if foc_all.size else []:
+        foc = foc_all[stratum[foc_all] == s]
+        ctl = np.flatnonzero(~focal & eligible & (stratum == s))
+        if ctl.size == 0:
+            continue
+        zc, pc = z[ctl], pos[ctl]
+        dc = None if d is None else d[ctl]
+        block = max(1, _MAH_BLOCK_CELLS // ctl.size)
+
+        def distances(units, usable=None, zc=zc, pc=pc, dc=dc):
+            """Squared distances of ``units`` to the stratum's controls (inf: not a
+            candidate) and each control's place in the search order (larger: reached later)."""
+            dist = _squared_distances(z[units], zc)
+            if usable is not None:
+                dist[:, ~usable] = np.inf
+            if dc is not None and caliper is not None:
+                dist[np.abs(d[units][:, None] - dc[None, :]) > cal] = np.inf
+            pf = pos[units][:, None]
+            reached = np.where(pc[None, :] < pf, 2 * (pf - pc[None, :]) - 1,
+                               2 * (pc[None, :] - pf))
+            return dist, reached
+
+        if replace:
+            for start in range(0, foc.size, block):
+                units = foc[start:start + block]
+                dist, reached = distances(units)
+                best = np.lexsort((-reached, dist), axis=1)[:, :ratio]
+                rows = np.arange(units.size)[:, None]
+                ok = np.isfinite(dist[rows, best])
+                fi, ri = np.nonzero(ok)
+                out_f.append(units[fi])
+                out_c.append(ctl[best[fi, ri]])
+                out_r.append(ri + 1)
+            continue
+
+        unused = np.ones(ctl.size, dtype=bool)
+        active = foc
+        for r in range(1, ratio + 1):
+            if active.size == 0 or not unused.any():
+                break
+            # Proposals: each unit's choice if it came first in this round. Taking other
+            # controls away cannot change it (a strict order: distance, then search order),
+            # so a unit whose proposal is still unused takes it; only a unit whose proposal
+            # an earlier unit took searches again.
+            prop = np.empty(active.size, dtype=np.int64)
+            for start in range(0, active.size, block):
+                dist, reached = distances(active[start:start + block], unused)
+                prop[start:start + block] = _best_candidate(dist, reached)
+            got = np.full(active.size, -1, dtype=np.int64)
+            for i, j in enumerate(prop.tolist()):
+                if j < 0:
+                    continue
+                if not unused[j]:
+                    if not unused.any():
+                        break
+                    dist, reached = distances(active[i:i + 1], unused)
+                    j = int(_best_candidate(dist, reached)[0])
+                    if j < 0:
+                        continue
+                unused[j] = False
+                got[i] = j
+            active = active[got >= 0]  # a unit without a control gets no further ones
+            got = got[got >= 0]
+            out_f.append(active)
+            out_c.append(ctl[got])
+            out_r.append(np.full(active.size, r, dtype=np.int64))
+    if not out_f:
+        return _as_arrays([])
+    return (np.concatenate(out_f).astype(np.int64), np.concatenate(out_c).astype(np.int64),
+            np.concatenate(out_r).astype(np.int64))
+
+
+def _squared_pair_distances(z: np.ndarray, f_idx: np.ndarray, c_idx: np.ndarray) -> np.ndarray:
+    """Squared distance of each pair, summed as :func:`_squared_distances` sums it."""
+    if f_idx.size == 0:
+        return np.empty(0)
+    out = (z[f_idx, 0] - z[c_idx, 0]) ** 2
+    for i in range(1, z.shape[1]):
+        out += (z[f_idx, i] - z[c_idx, i]) ** 2
+    return out
+
+
+def _best_candidate(dist: np.ndarray, reached: np.ndarray) -> np.ndarray:
+    """Column of each row's least distance, of equal ones the one reached last; -1: none."""
+    least = dist.min(axis=1)
+    score = np.where(dist == least[:, None], reached, -1)
+    return np.where(np.isfinite(least), score.argmax(axis=1), -1)
+
+
+# --------------------------------------------------------------------------------------------
 # Optimal matching
 
 
-def _match_optimal(d, focal, eligible, strata, id_rank, ratio, replace, caliper, order, rng):
+def _match_optimal(d, focal, eligible, strata, rank, ratio, replace, caliper, order, rng):
     """Least total |distance gap|, each focal unit getting ``ratio`` controls (scipy's LSAP).
 
     With a caliper, pairs outside it are forbidden and a focal slot may stay empty: the
@@ -592,8 +898,8 @@ def _match_optimal(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
         ctl = np.flatnonzero(~focal & eligible & (stratum == s))
         if foc.size == 0 or ctl.size == 0:
             continue
-        foc = foc[np.argsort(id_rank[foc], kind="stable")]
-        ctl = ctl[np.argsort(id_rank[ctl], kind="stable")]
+        foc = foc[np.argsort(rank[foc], kind="stable")]
+        ctl = ctl[np.argsort(rank[ctl], kind="stable")]
         rows = np.repeat(foc, ratio)
         gap = np.abs(d[rows][:, None] - d[ctl][None, :])
         n_rows = rows.size
@@ -621,7 +927,7 @@ def _match_optimal(d, focal, eligible, strata, id_rank, ratio, replace, caliper,
         ri, ci = linear_sum_assignment(cost)
         keep = ci < ctl.size
         ri, ci = ri[keep], ci[keep]
-        got = pd.DataFrame({"t": rows[ri], "c": ctl[ci], "g": gap[ri, ci], "p": id_rank[ctl[ci]]})
+        got = pd.DataFrame({"t": rows[ri], "c": ctl[ci], "g": gap[ri, ci], "p": rank[ctl[ci]]})
         got = got.sort_values(["t", "g", "p"], kind="stable")
         got["r"] = got.groupby("t").cumcount() + 1
         matches.extend(zip(got["t"].tolist(), got["c"].tolist(), got["r"].tolist(), strict=True))
@@ -719,54 +1025,71 @@ def match(
     *,
     method: str = "nearest",
     distance: str | pd.Series = "logit",
+    mahvars: str | Sequence[str] | None = None,
     ratio: int = 1,
     caliper: float | None = 0.2,
     std_caliper: bool = True,
     replace: bool = False,
-    order: str = "largest",
+    order: str | None = None,
     exact: str | Sequence[str] | None = None,
     discard: str = "none",
     estimand: str = "ATT",
     missing: str = "error",
     random_state: int | np.random.Generator | None = None,
 ) -> MatchResult:
-    """Propensity-score matching of treated (1) to control (0) units, as R's MatchIt does it.
+    """Propensity-score or Mahalanobis matching of treated (1) to control (0) units, as R's
+    MatchIt does it.
 
     Parameters
     ----------
     data : DataFrame
-        One row per patient, indexed by (unique) patient id.
+        One row per patient, indexed by (unique) patient id. The row order breaks ties, as in
+        MatchIt (see Notes): put the rows in a canonical order first if the result must not
+        depend on how the data were exported (the pipeline sorts them by patient id).
     treatment : str
         0/1 or boolean column; 1 = treated (near-normal imaging case).
     covariates : list of str
-        Propensity-model covariates. Categorical columns are dummy-coded with the first level
-        (sorted, or the first category) as reference, as R's ``model.matrix`` does.
+        Propensity-model covariates (with ``distance="mahalanobis"``: the Mahalanobis
+        variables). Categorical columns are dummy-coded with the first level (sorted, or the
+        first category) as reference, as R's ``model.matrix`` does.
     method : {"nearest", "optimal"}, default "nearest"
         "nearest": greedy nearest neighbour (MatchIt ``method = "nearest"``). "optimal": the
         least total distance gap, each treated unit getting ``ratio`` controls, solved by
         ``scipy.optimize.linear_sum_assignment``; it honours ``caliper`` and ``exact`` (pairs
         outside are forbidden; the solution matches as many slots as possible, then minimises
-        the total gap). MatchIt's optimal (optmatch) ignores calipers. ``order`` does not apply.
-    distance : {"logit", "propensity"} or Series, default "logit"
-        Scale of the distance: the linear predictor of the logistic model (MatchIt
-        ``link = "linear.logit"``, Austin's recommendation) or the fitted probability
-        (MatchIt's default). The model is an unpenalised logistic regression
-        (:func:`esi.propensity.fit_propensity`). A Series (indexed by patient id) is used as
-        the distance as it is, with no model (MatchIt: a numeric ``distance`` vector).
+        the total gap). MatchIt's optimal (optmatch) ignores calipers. ``order`` does not apply;
+        Mahalanobis matching is not available with it.
+    distance : {"logit", "propensity", "mahalanobis"} or Series, default "logit"
+        "logit"/"propensity": the scale of the propensity score, the linear predictor of the
+        logistic model (MatchIt ``link = "linear.logit"``, Austin's recommendation) or the
+        fitted probability (MatchIt's default). The model is an unpenalised logistic
+        regression (:func:`esi.propensity.fit_propensity`). A Series (indexed by patient id)
+        is used as the distance as it is, with no model (MatchIt: a numeric ``distance``
+        vector). "mahalanobis": no propensity score; units are matched on the Mahalanobis
+        distance of ``covariates`` (MatchIt ``distance = "mahalanobis"``; see Notes); then
+        ``caliper`` must be None, ``discard`` "none" and ``order`` "data" or "random".
+    mahvars : str or list of str, optional
+        Mahalanobis matching within a propensity-score caliper (MatchIt ``mahvars``): the
+        propensity score (``distance``, fitted on ``covariates``) orders the treated units and
+        carries the caliper; each treated unit takes the control nearest on the Mahalanobis
+        distance of these columns among those inside the caliper.
     ratio : int, default 1
         Controls per treated unit (1:k).
     caliper : float or None, default 0.2
-        Largest allowed distance gap within a pair (``|gap| <= width``); None for no caliper.
+        Largest allowed propensity-distance gap within a pair (``|gap| <= width``); None for
+        no caliper.
     std_caliper : bool, default True
         True: ``caliper`` is in standard deviations of the distance, the SD (n - 1) taken over
         all non-discarded units of both groups (MatchIt: ``sd(distance[!discarded])``).
         False: in distance units.
     replace : bool, default False
         Let a control serve several treated units.
-    order : {"largest", "smallest", "random", "data"}, default "largest"
+    order : {"largest", "smallest", "random", "data"}, optional
         Order in which treated units pick their controls (greedy matching without
-        replacement): by decreasing or increasing distance (ties by patient id), in a random
-        order drawn from ``random_state``, or in row order. Irrelevant with replacement.
+        replacement): by decreasing or increasing propensity distance (ties by row), in a
+        random order drawn from ``random_state``, or in row order. Irrelevant with
+        replacement. Default as MatchIt's ``m.order``: "largest" ("smallest" for
+        ``estimand="ATC"``), "data" for ``distance="mahalanobis"``.
     exact : str or list of str, optional
         Columns whose values must agree within a pair. Units whose combination has no unit of
         the other group stay unmatched (not discarded), as in MatchIt.
@@ -778,8 +1101,9 @@ def match(
         ATT: controls are matched to treated units. ATC: treated units are matched to
         controls (the roles swap; ``pairs`` then has one row per matched treated unit).
     missing : {"error", "drop"}, default "error"
-        Missing values in the treatment, covariates or exact columns: raise, naming the rows
-        and columns, or drop those rows and report their ids in ``MatchResult.dropped``.
+        Missing values in the treatment, covariates, mahvars or exact columns: raise, naming
+        the rows and columns, or drop those rows and report their ids in
+        ``MatchResult.dropped``.
     random_state : int or numpy.random.Generator, optional
         Seed for ``order="random"`` (required there, unused otherwise).
 
@@ -791,15 +1115,16 @@ def match(
     Raises
     ------
     ValueError
-        Unknown argument values; a missing or non-binary treatment column; no treated or no
-        control units; covariates or exact columns not in ``data``; duplicated patient ids;
-        missing values (with ``missing="error"``); a constant, collinear or perfectly
-        separating covariate (named); fewer eligible controls than ``ratio`` x treated units
-        without replacement.
+        Unknown argument values or combinations MatchIt refuses (see ``distance``); a missing
+        or non-binary treatment column; no treated or no control units; covariates, mahvars or
+        exact columns not in ``data``; duplicated patient ids; missing values (with
+        ``missing="error"``); a constant, collinear or perfectly separating covariate
+        (named); fewer eligible controls than ``ratio`` x treated units without replacement.
 
     Notes
     -----
-    Rules, each as in MatchIt 4.7.2 ``matchit2nearest()`` / ``nn_matchC_vec()``:
+    Rules, each as in MatchIt 4.7.2 ``matchit2nearest()`` / ``nn_matchC_vec()`` /
+    ``nn_matchC_mahcovs()``:
 
     - **Greedy rounds.** Without replacement, treated units are visited in ``order``; each
       takes the nearest unused control (in the same ``exact`` stratum) whose gap is within
@@ -808,49 +1133,65 @@ def match(
       caliper in a round gets no further controls (in round 1: stays unmatched).
     - **With replacement** each treated unit takes its ``k`` nearest controls within the
       caliper, independently of the others.
-    - **Ties.** The search walks the units sorted by distance; units with equal distance are
-      sorted by patient id (MatchIt sorts them by row position; the two agree on data sorted
-      by id, which is how the reference tests compare them). From the treated unit's place the
-      search looks alternately one step left (smaller distance) and one step right; of two
-      candidates at the same gap (compared in floating point, as MatchIt does: a unit midway
-      between two candidates in exact arithmetic is a tie that rounding may break) the one
-      reached first wins, the left one if equally far. For
-      ``order`` "largest"/"smallest", treated units of equal distance are visited in id order.
-      Hence the result does not depend on row order, except with ``order="data"``.
+    - **Ties, by row position.** The search walks the units sorted by distance; units with
+      equal distance are in row order (R's stable ``order()``). From the treated unit's place
+      the search looks alternately one step left (smaller distance) and one step right; of
+      two candidates at the same gap (compared in floating point, as MatchIt does: a unit
+      midway between two candidates in exact arithmetic is a tie that rounding may break)
+      the one reached first wins, the left one if equally far. For ``order``
+      "largest"/"smallest", treated units of equal distance are visited in row order. So
+      on the same data frame esi and MatchIt give the same pairs in any row order, and a
+      reordered data frame may give other (equally near) controls where distances tie.
       With replacement and ``ratio > 1`` the ``k`` controls of a unit are listed by gap, ties
       in the order reached; MatchIt's unstable ``std::partial_sort`` may list exactly tied
       controls in another order (same matched set on ``lalonde``).
-    - **Subclasses** number the matched treated units 1, 2, ... in patient-id order (MatchIt
-      numbers them in row order and has none with replacement).
+    - **Mahalanobis distance** (``distance="mahalanobis"`` on ``covariates``, or
+      ``mahvars``): every level of a categorical variable enters as a 0/1 column; columns are
+      standardised over all units; the covariance is the pooled within-group covariance of the
+      non-discarded units, inverted, or (determinant at most 1e-8, e.g. all levels of a
+      categorical variable) replaced by its generalised inverse (:func:`_mahalanobis_space`).
+      MatchIt searches from the treated unit outwards through the units sorted by the first of
+      its transformed coordinates and, of controls at exactly the same distance (identical
+      covariates), keeps the one reached last; esi gives the same choice. A single
+      Mahalanobis column is matched as a propensity distance would be (as MatchIt does).
+    - **Subclasses** number the matched treated units 1, 2, ... in row order (as MatchIt,
+      which has none with replacement).
     - **Weights**: see :class:`MatchResult`.
     - **Caliper width** is ``caliper * sd(distance over non-discarded units)`` when
       ``std_caliper``; computed after ``discard``.
 
-    Checked against R MatchIt 4.7.2 on ``lalonde`` (16 specifications: default, logit with
-    caliper, ratio 2 with caliper, replacement, "smallest", "data", exact, raw caliper,
-    discard, ATC): identical pairs and weights, distances within 1e-6.
+    Checked against R MatchIt 4.7.2 on ``lalonde`` in its own row order and sorted by id
+    (tests/test_matching_reference.py: propensity matching with and without caliper, ratio 2,
+    replacement, every ``order``, exact, discard, ATC; Mahalanobis matching 1:1, 1:2, with
+    replacement, and within a propensity caliper with and without a categorical variable in
+    ``mahvars``): identical pairs and weights, distances within 1e-6.
     """
-    _check_args(method, distance, ratio, caliper, std_caliper, replace, order, discard,
+    mahvars = _column_list(mahvars, "mahvars")
+    _check_args(method, distance, mahvars, ratio, caliper, std_caliper, replace, order, discard,
                 estimand, missing, random_state)
+    full_mahalanobis = isinstance(distance, str) and distance == "mahalanobis"
+    if order is None:
+        order = "data" if full_mahalanobis else ("smallest" if estimand == "ATC" else "largest")
     if not isinstance(data, pd.DataFrame):
         raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     if not covariates:
         raise ValueError("covariates must name at least one column")
-    exact_cols = [] if exact is None else ([exact] if isinstance(exact, str) else list(exact))
+    exact_cols = _column_list(exact, "exact")
     if treatment not in data.columns:
         raise ValueError(f"treatment column {treatment!r} not found in data")
-    absent = [c for c in covariates + exact_cols if c not in data.columns]
+    absent = [c for c in dict.fromkeys(covariates + mahvars + exact_cols)
+              if c not in data.columns]
     if absent:
         raise ValueError(f"columns not found in data: {absent}")
-    if treatment in covariates:
+    if treatment in covariates + mahvars:
         raise ValueError(f"treatment column {treatment!r} is also listed as a covariate")
     ids_sorted = _strictly_increasing(data.index)  # then also unique
     if not ids_sorted and data.index.has_duplicates:
         dup = data.index[data.index.duplicated()].unique()
         raise ValueError(f"patient ids (the index) must be unique; duplicated: {list(dup[:10])}")
 
-    used_cols = list(dict.fromkeys([treatment, *covariates, *exact_cols]))
+    used_cols = list(dict.fromkeys([treatment, *covariates, *mahvars, *exact_cols]))
     na = data[used_cols].isna()
     na_rows = na.any(axis=1).to_numpy()
     dropped = data.index[:0]
@@ -873,31 +1214,36 @@ def match(
     if n1 == t.size:
         raise ValueError(f"no control units (treatment column {treatment!r} has no 0)")
     treated = t == 1
+    n = t.size
 
-    if isinstance(distance, pd.Series):
+    model = None
+    if full_mahalanobis:
+        dist_series = pd.Series(np.full(n, np.nan), index=data.index, name="distance")
+    elif isinstance(distance, pd.Series):
         user = distance.reindex(data.index)
         if user.isna().any():
             raise ValueError(
                 f"distance Series has no finite value for {int(user.isna().sum())} units, e.g. "
                 f"{list(data.index[user.isna().to_numpy()][:5])}"
             )
-        model = None
         dist_series = user.astype(float).rename("distance")
     else:
         # Fit on the rows sorted by patient id: floating-point sums then do not depend on the
-        # row order, so neither do the distances (nor, through them, the matches).
+        # row order, so neither do the distances.
         fit_data = data[[treatment, *covariates]]
         if ids_sorted:
             model = fit_propensity(fit_data, treatment, covariates, distance=distance)
             dist_series = model.distance.copy(deep=False)
         else:
-            fit_data = fit_data.sort_index(kind="stable")
-            model = fit_propensity(fit_data, treatment, covariates, distance=distance)
-            dist_series = model.distance.reindex(data.index)
+            by_id = _id_argsort(data.index)
+            model = fit_propensity(fit_data.iloc[by_id], treatment, covariates,
+                                   distance=distance)
+            values = np.empty(n)
+            values[by_id] = model.distance.to_numpy()
+            dist_series = pd.Series(values, index=data.index, name="distance")
     d = dist_series.to_numpy(dtype=float)
-    n = d.size
 
-    discarded = _discard(d, treated, discard)
+    discarded = np.zeros(n, dtype=bool) if full_mahalanobis else _discard(d, treated, discard)
     width = None
     if caliper is not None:
         width = float(caliper) * (float(np.std(d[~discarded], ddof=1)) if std_caliper else 1.0)
@@ -918,37 +1264,47 @@ def match(
     strata = None
     if exact_cols:
         strata = _exact_strata(data, exact_cols)
-    if ids_sorted:
-        id_rank = np.arange(n, dtype=np.int64)
-    else:
-        id_rank = np.empty(n, dtype=np.int64)
-        id_rank[_id_argsort(data.index)] = np.arange(n)
+    rank = np.arange(n, dtype=np.int64)  # ties by row position, as MatchIt
     rng = (random_state if isinstance(random_state, np.random.Generator)
            else np.random.default_rng(random_state))
 
-    args = (d, focal, ~discarded, strata, id_rank, ratio, replace, width, order, rng)
-    if method == "nearest":
-        f_idx, c_idx, rnd = _match_nearest_arrays(*args)
+    mah_cols = covariates if full_mahalanobis else mahvars
+    z = None
+    if mah_cols:
+        x = design_matrix(data, mah_cols, all_levels=True).to_numpy(dtype=float)
+        z, key = _mahalanobis_space(x, treated, ~discarded)
+        if full_mahalanobis and x.shape[1] == 1:
+            # one variable: MatchIt matches on its transformed value as on a distance
+            d, z = key, None
+    if z is not None:
+        f_idx, c_idx, rnd = _match_mahalanobis(
+            z, key, None if full_mahalanobis else d, focal, ~discarded, strata, rank, ratio,
+            replace, width, order, rng)
+        gap = np.sqrt(_squared_pair_distances(z, f_idx, c_idx))
     else:
-        f_idx, c_idx, rnd = _as_arrays(METHODS[method](*args))
+        args = (d, focal, ~discarded, strata, rank, ratio, replace, width, order, rng)
+        if method == "nearest":
+            f_idx, c_idx, rnd = _match_nearest_arrays(*args)
+        else:
+            f_idx, c_idx, rnd = _as_arrays(METHODS[method](*args))
+        gap = np.abs(d[f_idx] - d[c_idx])
 
     weights = _weights(n, focal, f_idx, c_idx, treated)
-    # subclass: matched focal units numbered in patient-id order
+    # subclass: matched focal units numbered in row order (MatchIt's mm2subclass)
     matched_focal = np.flatnonzero(np.bincount(f_idx, minlength=n))
-    matched_focal = matched_focal[np.argsort(id_rank[matched_focal], kind="stable")]
     sub_of = np.zeros(n, dtype=np.int64)
     sub_of[matched_focal] = np.arange(1, matched_focal.size + 1)
     ids = data.index
     # rows by subclass, then round
     row_order = np.lexsort((rnd, sub_of[f_idx]))
-    f_idx, c_idx = f_idx[row_order], c_idx[row_order]
+    f_idx, c_idx, gap = f_idx[row_order], c_idx[row_order], gap[row_order]
     t_idx, k_idx = (f_idx, c_idx) if estimand == "ATT" else (c_idx, f_idx)
     pairs = pd.DataFrame(
         {
             "treated": _take_ids(ids, t_idx),
             "control": _take_ids(ids, k_idx),
             "subclass": sub_of[f_idx],
-            "distance_gap": np.abs(d[f_idx] - d[c_idx]),
+            "distance_gap": gap,
         }
     )
 
@@ -957,6 +1313,7 @@ def match(
         "covariates": list(covariates),
         "method": method,
         "distance": distance if isinstance(distance, str) else "user",
+        "mahvars": list(mahvars),
         "ratio": int(ratio),
         "caliper": caliper,
         "std_caliper": bool(std_caliper),
@@ -971,7 +1328,7 @@ def match(
         "n_dropped": int(dropped.size),
     }
     weight_s = pd.Series(weights, index=ids, name="weights")
-    bal_cols = list(dict.fromkeys([*covariates, *exact_cols]))
+    bal_cols = list(dict.fromkeys([*covariates, *mahvars, *exact_cols]))
     return MatchResult(
         pairs=pairs,
         distance=dist_series,

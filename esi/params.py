@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "covariates": ["age", "sex", "bmi", "pain_duration_months", "baseline_leg_pain",
                    "baseline_back_pain", "baseline_odi", "opioid_use", "depression_anxiety"],
     "distance": "logit",
+    "mahvars": [],
     "method": "nearest",
     "ratio": 1,
     "caliper": 0.2,
@@ -51,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
 
 #: Allowed values of the categorical parameters.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "distance": ("logit", "propensity"),
+    "distance": ("logit", "propensity", "mahalanobis"),
     "method": ("nearest", "optimal"),
     "missing": ("complete_case", "locf", "bocf", "mice"),
     "test": ("welch", "student", "mann_whitney", "paired_t", "wilcoxon"),
@@ -303,11 +304,26 @@ def check_params(params: dict[str, Any], source: str = "parameters",
                                "is the shipped synthetic registry)")
     if not isinstance(out["seed"], int) or isinstance(out["seed"], bool) or out["seed"] < 0:
         raise bad("seed", "must be a non-negative whole number")
-    for name in ("covariates", "exact"):
+    for name in ("covariates", "exact", "mahvars"):
         if not isinstance(out[name], list) or not all(isinstance(c, str) for c in out[name]):
             raise bad(name, "must be a list of column names")
     if not out["covariates"]:
         raise bad("covariates", "must name at least one column")
+    # Mahalanobis matching (esi.match): on the covariates (distance: mahalanobis, no propensity
+    # score, so no caliper) or on mahvars within the caliper on the propensity score
+    if out["distance"] == "mahalanobis":
+        if out["caliper"] is not None:
+            raise bad("caliper", "the caliper is a width on the propensity score, which "
+                                 "distance: mahalanobis does not have; set caliper: null, or "
+                                 "keep a propensity distance and give mahvars for Mahalanobis "
+                                 "matching within the caliper")
+        if out["mahvars"]:
+            raise bad("mahvars", "distance: mahalanobis matches on the covariates; mahvars "
+                                 "is for Mahalanobis matching within a propensity-score caliper "
+                                 "(distance: logit or propensity)")
+    if (out["distance"] == "mahalanobis" or out["mahvars"]) and out["method"] != "nearest":
+        raise bad("method", "Mahalanobis matching (distance: mahalanobis, or mahvars) is "
+                            "greedy nearest-neighbour matching: use method: nearest")
     if not isinstance(out["success_threshold"], int | float) or out["success_threshold"] <= 0:
         raise bad("success_threshold", "must be a positive number of NRS points")
     if not isinstance(out["alpha"], float) or not 0 < out["alpha"] < 1:
@@ -329,7 +345,7 @@ def check_params(params: dict[str, Any], source: str = "parameters",
         raise bad("data_path", "must be a file path")
     from esi.schema import SCHEMA
 
-    for name in ("covariates", "exact"):
+    for name in ("covariates", "exact", "mahvars"):
         for c in out[name]:
             if c not in SCHEMA or c == "patient_id":
                 raise bad(name, f"{c!r} is not a registry column (see data/README.md)")

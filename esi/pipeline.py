@@ -109,8 +109,8 @@ ROW_LEVEL_COLUMNS = ("treated", "control", "y_treated", "y_control", "patient_id
 SMALL_CELL_THRESHOLD = 5
 
 _COHORT_KEYS = ("data_path", "mapping", "sheet")
-_MATCH_KEYS = _COHORT_KEYS + ("covariates", "distance", "method", "ratio", "caliper",
-                              "replace", "exact", "seed")
+_MATCH_KEYS = _COHORT_KEYS + ("covariates", "distance", "mahvars", "method", "ratio",
+                              "caliper", "replace", "exact", "seed")
 
 
 class RunFailed(RuntimeError):
@@ -242,8 +242,11 @@ class Analysis:
         p = self.params
 
         def compute():
-            return match(self.cohort().eligible, "near_normal", p["covariates"],
-                         method=p["method"], distance=p["distance"], ratio=p["ratio"],
+            # canonical order, by pseudonymous patient id: match() breaks ties by row (as
+            # MatchIt), and the result must not depend on the export's row order
+            return match(self.cohort().eligible.sort_index(kind="stable"), "near_normal",
+                         p["covariates"], method=p["method"], distance=p["distance"],
+                         mahvars=p["mahvars"] or None, ratio=p["ratio"],
                          caliper=p["caliper"], replace=p["replace"],
                          exact=p["exact"] or None, random_state=p["seed"])
 

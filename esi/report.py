@@ -98,10 +98,17 @@ def matching_findings(match, threshold: float = 0.1) -> str:
     n_c = int(sizes.loc["Matched", "control"])
     all_t = int(sizes.loc["All", "treated"])
     unmatched = all_t - n_t - int(sizes.loc["Discarded", "treated"])
+    p = match.params
+    if p["distance"] == "mahalanobis":
+        on = "the Mahalanobis distance of the covariates"
+    elif p.get("mahvars"):
+        on = (f"the Mahalanobis distance of {', '.join(p['mahvars'])} within the caliper on "
+              f"the {p['distance']} of the propensity score")
+    else:
+        on = f"the {p['distance']} of the propensity score"
     text = (f"{n_t} of {all_t} near-normal cases were matched to {n_c} controls with "
-            f"concordant pathology ({match.params['method']} matching on the "
-            f"{match.params['distance']} of the propensity score, ratio {match.params['ratio']}, "
-            f"caliper {match.params['caliper']}). ")
+            f"concordant pathology ({p['method']} matching on {on}, ratio {p['ratio']}, "
+            f"caliper {p['caliper']}). ")
     if unmatched:
         text += f"{unmatched} case(s) found no control inside the caliper. "
     text += (f"The largest absolute standardised mean difference fell from "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import test_matching_reference as matching_reference
 
 import esi
 from esi.balance import balance_table
@@ -24,22 +25,11 @@ def lalonde() -> pd.DataFrame:
 
 
 def run(s: pd.Series) -> esi.MatchResult:
-    # same arguments as tests/test_matching_reference.py (one row of scenarios.csv), matching on
-    # R's distance so that the matched set is R's even where rounding breaks an exact tie
-    data = lalonde().sort_index() if s["order"] == "data" else lalonde()
-    units = pd.read_csv(REF / f"units_{s.name}.csv", index_col="id")
-    return esi.match(
-        data, "treat", COVARIATES,
-        distance=units["distance"],
-        caliper=float(s["caliper"]) if s["caliper"] else None,
-        std_caliper=s["std_caliper"] == "TRUE",
-        ratio=int(s["ratio"]),
-        replace=s["replace"] == "TRUE",
-        order=s["order"],
-        exact=s["exact"].split("+") if s["exact"] else None,
-        discard=s["discard"],
-        estimand=s["estimand"],
-    )
+    # same arguments and data frame as tests/test_matching_reference.py (one row of
+    # scenarios.csv), matching on R's propensity score and Mahalanobis coordinates so that
+    # the matched set is R's even where rounding breaks an exact tie
+    return matching_reference.run(s, r_distance=True)
+
 
 STATS = ["mean_treated", "mean_control", "smd", "variance_ratio", "ecdf_mean", "ecdf_max"]
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import esi
+from esi import matching as M
 
 matplotlib.use("Agg")
 COVS = ["x1", "x2", "grp"]
@@ -46,7 +47,15 @@ def test_defaults_and_result_shape():
     ("kwargs", "message"),
     [
         ({"method": "full"}, "method"),
-        ({"distance": "mahalanobis"}, "distance"),
+        ({"distance": "euclidean"}, "distance"),
+        ({"distance": "mahalanobis"}, "caliper=None"),
+        ({"distance": "mahalanobis", "caliper": None, "discard": "both"}, "discard"),
+        ({"distance": "mahalanobis", "caliper": None, "order": "largest"}, "order"),
+        ({"distance": "mahalanobis", "caliper": None, "method": "optimal"}, "method='nearest'"),
+        ({"distance": "mahalanobis", "caliper": None, "mahvars": ["x1"]}, "mahvars"),
+        ({"mahvars": ["x1"], "method": "optimal"}, "method='nearest'"),
+        ({"mahvars": "nope"}, "nope"),
+        ({"mahvars": [1]}, "mahvars"),
         ({"ratio": 0}, "ratio"),
         ({"caliper": -1}, "caliper"),
         ({"order": "closest"}, "order"),
@@ -200,11 +209,247 @@ def test_matching_properties(spec):
         assert (g[pairs["treated"]].to_numpy() == g[pairs["control"]].to_numpy()).all()
     t = data["near_normal"]
     assert set(pairs["treated"]) <= set(t.index[t == 1])
-    # row order does not matter (ties broken by patient id)
+    # Ties are broken by row position (as MatchIt); the export's row order does not matter
+    # once the rows are put in the canonical order (by patient id), as the pipeline does.
     shuffled = data.sample(frac=1.0, random_state=seed)
-    res2 = esi.match(shuffled, "near_normal", COVS, **kwargs)
-    cols = ["treated", "control", "subclass"]
-    pd.testing.assert_frame_equal(res.pairs[cols], res2.pairs[cols])
-    # the fit itself may differ in the last digits (tiny, nearly separated samples)
-    np.testing.assert_allclose(res.pairs["distance_gap"], res2.pairs["distance_gap"], rtol=1e-4)
-    pd.testing.assert_series_equal(res.weights, res2.weights.reindex(res.weights.index))
+    res2 = esi.match(shuffled.sort_index(), "near_normal", COVS, **kwargs)
+    pd.testing.assert_frame_equal(res.pairs, res2.pairs)
+    pd.testing.assert_series_equal(res.weights, res2.weights)
+    # the distances do not depend on the row order at all (the model is fitted in id order)
+    res3 = esi.match(shuffled, "near_normal", COVS, **kwargs)
+    pd.testing.assert_series_equal(res.distance, res3.distance.reindex(res.distance.index))
+
+
+def test_pipeline_matches_in_canonical_order(tmp_path):
+    # match() breaks ties by row (as MatchIt); the pipeline sorts the eligible patients by
+    # (pseudonymous) patient id first, so a registry exported in another row order gives the
+    # same matched pairs
+    from esi.params import DEFAULTS
+    from esi.paths import SYNTHETIC_REGISTRY
+    from esi.pipeline import Analysis
+
+    lines = SYNTHETIC_REGISTRY.read_text(encoding="utf-8").splitlines(keepends=True)
+    head = next(i for i, line in enumerate(lines) if not line.startswith("#")) + 1
+    body = lines[head:]
+    shuffled = tmp_path / "shuffled.csv"
+    order = np.random.default_rng(3).permutation(len(body))
+    shuffled.write_text("".join(lines[:head] + [body[i] for i in order]), encoding="utf-8")
+    results = []
+    for path in (SYNTHETIC_REGISTRY, shuffled):
+        analysis = Analysis({**DEFAULTS, "data_path": str(path), "synthetic": True},
+                            persist=False)
+        assert analysis.cohort().eligible.index.is_monotonic_increasing == (path != shuffled)
+        results.append(analysis.match())
+    pd.testing.assert_frame_equal(results[0].pairs, results[1].pairs)
+    pd.testing.assert_series_equal(results[0].weights, results[1].weights)
+
+
+# ---------------------------------------------------------------- Mahalanobis matching
+
+
+def test_jacobi_eigen_equals_numpy():
+    rng = np.random.default_rng(21)
+    for p in (1, 2, 5, 9):
+        a = rng.normal(size=(p, p))
+        a = a @ a.T
+        if p > 2:
+            a[:, -1] = a[-1, :] = a[:, 0] + a[:, 1]  # singular
+            a[-1, -1] = a[0, 0] + a[1, 1] + 2 * a[0, 1]
+        values, vectors = M._jacobi_eigen(a.tolist())
+        v = np.array(vectors)
+        np.testing.assert_allclose(np.sort(values), np.linalg.eigvalsh(a), atol=1e-10)
+        np.testing.assert_allclose(v @ np.diag(values) @ v.T, a, atol=1e-10)
+        np.testing.assert_allclose(v.T @ v, np.eye(p), atol=1e-12)
+
+
+def mahalanobis_by_formula(x, treated, use, singular):
+    """sqrt(d' S^-1 d) (S^+ when singular) of every pair, on standardised columns, S the pooled
+    within-group covariance of the used units: MatchIt's definition written out with numpy."""
+    xs = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)
+    dev = np.concatenate([xs[g & use] - xs[g & use].mean(axis=0) for g in (treated, ~treated)])
+    s = dev.T @ dev / (dev.shape[0] - 2)
+    inv = np.linalg.pinv(s, rtol=1e-8) if singular else np.linalg.inv(s)
+    diff = xs[:, None, :] - xs[None, :, :]
+    return np.sqrt(np.einsum("ijk,kl,ijl->ij", diff, inv, diff))
+
+
+@pytest.mark.parametrize("singular", [False, True])
+def test_mahalanobis_space_gives_the_mahalanobis_distance(singular):
+    rng = np.random.default_rng(4)
+    n = 120
+    x = np.column_stack([rng.normal(size=n), rng.integers(0, 4, n) * 3.0,
+                         rng.gamma(2, size=n) * 1000])
+    if singular:  # every level of a three-level factor: the dummies sum to one
+        x = np.column_stack([x, np.eye(3)[rng.integers(0, 3, n)]])
+    treated = rng.random(n) < 0.3
+    use = rng.random(n) < 0.9
+    z, key = M._mahalanobis_space(x, treated, use)
+    assert z.shape[1] == x.shape[1] - singular
+    mine = np.sqrt(M._squared_distances(z, z))
+    np.testing.assert_allclose(mine, mahalanobis_by_formula(x, treated, use, singular),
+                               atol=1e-9)
+    # without a singular covariance the distance does not depend on the scale of a column
+    if not singular:
+        z2, _ = M._mahalanobis_space(x * [1.0, 1e-3, 50.0], treated, use)
+        np.testing.assert_allclose(np.sqrt(M._squared_distances(z2, z2)), mine, atol=1e-9)
+
+
+def test_mahalanobis_space_same_bits_on_every_cpu_kernel(tmp_path):
+    # no BLAS or LAPACK kernel decides the coordinates (they feed tie-breaking comparisons)
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "z.py"
+    script.write_text(
+        "import hashlib, numpy as np\n"
+        "from esi import matching as M\n"
+        "rng = np.random.default_rng(5)\n"
+        "n = 2000\n"
+        "x = np.column_stack([rng.normal(size=n), rng.integers(0, 5, n),\n"
+        "                     rng.gamma(2, size=n) * 1000, *np.eye(3)[rng.integers(0, 3, n)].T])\n"
+        "z, key = M._mahalanobis_space(x, rng.random(n) < 0.3, np.ones(n, bool))\n"
+        "print(hashlib.sha256(z.tobytes() + key.tobytes()).hexdigest())\n")
+    digests = set()
+    for env in ({}, {"OPENBLAS_CORETYPE": "Nehalem"}, {"OPENBLAS_CORETYPE": "Sandybridge"},
+                {"NPY_DISABLE_CPU_FEATURES": "AVX2,FMA3"}):
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             env={**os.environ, **env}, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
+
+
+def mahalanobis_reference(z, key, d, focal, eligible, strata, ratio, replace, caliper, order):
+    """MatchIt's nn_matchC_mahcovs search written plainly: units sorted by (stratum, key, row);
+    from the focal unit, step left and right alternately; keep the least distance, of equal
+    ones the candidate reached last."""
+    n = z.shape[0]
+    stratum = np.zeros(n, dtype=int) if strata is None else strata
+    ordered = sorted(range(n), key=lambda u: (stratum[u], key[u], u))
+    pos = {u: i for i, u in enumerate(ordered)}
+    foc = [u for u in range(n) if focal[u] and eligible[u]]
+    if order == "largest":
+        foc.sort(key=lambda u: (-d[u], u))
+    elif order == "smallest":
+        foc.sort(key=lambda u: (d[u], u))
+    used = set()
+    found = []
+
+    def candidates(f):
+        out = []
+        for c in range(n):
+            if focal[c] or not eligible[c] or stratum[c] != stratum[f] or c in used:
+                continue
+            if caliper is not None and abs(d[f] - d[c]) > caliper:
+                continue
+            dist = (z[f, 0] - z[c, 0]) ** 2
+            for i in range(1, z.shape[1]):
+                dist += (z[f, i] - z[c, i]) ** 2
+            step = pos[f] - pos[c]
+            reached = 2 * step - 1 if step > 0 else -2 * step
+            out.append((dist, -reached, c))
+        return sorted(out)
+
+    if replace:
+        for f in foc:
+            for r, (_, _, c) in enumerate(candidates(f)[:ratio], start=1):
+                found.append((f, c, r))
+        return found
+    active = foc
+    for r in range(1, ratio + 1):
+        still = []
+        for f in active:
+            cands = candidates(f)
+            if cands:
+                used.add(cands[0][2])
+                found.append((f, cands[0][2], r))
+                still.append(f)
+        active = still
+    return found
+
+
+@st.composite
+def mahalanobis_problems(draw):
+    n = draw(st.integers(6, 70))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    p = draw(st.integers(1, 3))
+    z = rng.integers(0, draw(st.integers(1, 4)), size=(n, p)).astype(float)  # many ties
+    key = z[:, 0] * 0.5 + rng.integers(0, 2, n)  # ties in the search order too
+    d = np.round(rng.normal(size=n), 1)
+    focal = rng.random(n) < draw(st.sampled_from([0.2, 0.4]))
+    eligible = rng.random(n) < draw(st.sampled_from([1.0, 0.85]))
+    strata = None if draw(st.booleans()) else rng.integers(0, 2, n)
+    ratio = draw(st.integers(1, 3))
+    replace = draw(st.booleans())
+    caliper = draw(st.sampled_from([None, 0.3, 1.0]))
+    order = draw(st.sampled_from(["largest", "smallest", "data"]))
+    block = draw(st.sampled_from([1, 7, 2**21]))
+    return z, key, d, focal, eligible, strata, ratio, replace, caliper, order, block
+
+
+@settings(max_examples=300, deadline=None)
+@given(mahalanobis_problems())
+def test_mahalanobis_matching_equals_plain_search(problem):
+    z, key, d, focal, eligible, strata, ratio, replace, caliper, order, block = problem
+    n = z.shape[0]
+    old = M._MAH_BLOCK_CELLS
+    M._MAH_BLOCK_CELLS = block  # exercise the blocks of proposals
+    try:
+        f, c, r = M._match_mahalanobis(z, key, d, focal, eligible, strata,
+                                       np.arange(n), ratio, replace, caliper, order, None)
+    finally:
+        M._MAH_BLOCK_CELLS = old
+    expected = mahalanobis_reference(z, key, d, focal, eligible, strata, ratio, replace,
+                                     caliper, order)
+    assert sorted(zip(f.tolist(), c.tolist(), r.tolist(), strict=True)) == sorted(expected)
+
+
+def test_mahalanobis_match_result():
+    data = registry(n=300, seed=8)
+    res = esi.match(data, "near_normal", COVS, distance="mahalanobis", caliper=None)
+    assert res.model is None and res.distance.isna().all()
+    assert res.params["order"] == "data" and res.params["distance"] == "mahalanobis"
+    bal = res.balance()
+    assert "distance" not in bal.index and "grp_a" in bal.index
+    assert res.pairs["control"].is_unique
+    assert res.sample_sizes().loc["Matched", "treated"] == (data["near_normal"] == 1).sum()
+    # distance_gap: the Mahalanobis distance of the pair (grp enters with all three levels)
+    x = esi.propensity.design_matrix(data, COVS, all_levels=True).to_numpy(float)
+    t = data["near_normal"].to_numpy() == 1
+    full = mahalanobis_by_formula(x, t, np.ones(t.size, dtype=bool), singular=True)
+    i = data.index.get_indexer(res.pairs["treated"])
+    j = data.index.get_indexer(res.pairs["control"])
+    np.testing.assert_allclose(res.pairs["distance_gap"], full[i, j], atol=1e-9)
+    # each treated unit (in row order: "data") took the nearest control still free
+    free = np.ones(t.size, dtype=bool)
+    free[t] = False
+    for a, b in zip(i, j, strict=True):
+        assert full[a, b] == pytest.approx(full[a, free].min(), abs=1e-12)
+        free[b] = False
+
+
+def test_mahvars_within_the_propensity_caliper():
+    data = registry(n=300, seed=9)
+    res = esi.match(data, "near_normal", COVS, mahvars=["x1", "x2"], caliper=0.1)
+    width = res.params["caliper_width"]
+    gap = np.abs(res.distance[res.pairs["treated"]].to_numpy()
+                 - res.distance[res.pairs["control"]].to_numpy())
+    assert (gap <= width).all() and res.model is not None
+    assert res.params["mahvars"] == ["x1", "x2"] and res.params["order"] == "largest"
+    assert "distance" in res.balance().index
+    plain = esi.match(data, "near_normal", COVS, caliper=0.1)
+    # the same treated units find a control inside the caliper; the controls differ
+    assert set(res.pairs["treated"]) == set(plain.pairs["treated"])
+    assert set(res.pairs["control"]) != set(plain.pairs["control"])
+
+
+def test_mahalanobis_figures_and_findings():
+    from esi.plots.matching import overlap_plot
+    from esi.report import matching_findings
+
+    res = esi.match(registry(), "near_normal", COVS, distance="mahalanobis", caliper=None)
+    assert len(overlap_plot(res).axes) == 2
+    assert "Mahalanobis distance of the covariates" in matching_findings(res)
+    res = esi.match(registry(), "near_normal", COVS, mahvars="x1")
+    assert "Mahalanobis distance of x1 within the caliper" in matching_findings(res)

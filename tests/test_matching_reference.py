@@ -1,8 +1,10 @@
 """esi.match against R MatchIt 4.7.2 on lalonde (tests/reference/matchit/make_reference.R).
 
-Each row of scenarios.csv is one matchit() call; the test calls esi.match() with the same
-arguments and requires identical matched pairs, subclasses, weights, discarded units and sample
-sizes, and distances within 1e-6.
+Each row of scenarios.csv is one matchit() call on lalonde in its own row order ("natural":
+NSW1, NSW2, ..., ids that do not sort in row order) or sorted by id ("sorted"); the test calls
+esi.match() with the same arguments on the same data frame in the same order and requires
+identical matched pairs, subclasses, weights, discarded units and sample sizes, and distances
+(propensity, or the pairs' Mahalanobis distances) within 1e-6.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ COVARIATES = ["age", "educ", "race", "married", "nodegree", "re74", "re75"]
 SCENARIOS = pd.read_csv(REF / "scenarios.csv", keep_default_na=False, dtype=str)
 
 
-def lalonde() -> pd.DataFrame:
-    return pd.read_csv(REF / "lalonde.csv", index_col="id")
+def lalonde(row_order: str = "natural") -> pd.DataFrame:
+    """MatchIt's lalonde in its own row order, or sorted by id (R: order(id, method = "radix"),
+    the byte order that pandas' sort_index gives too)."""
+    data = pd.read_csv(REF / "lalonde.csv", index_col="id")
+    return data.sort_index() if row_order == "sorted" else data
 
 
 def match_kwargs(s: pd.Series) -> dict:
     return {
         "distance": s["distance"],
+        "mahvars": s["mahvars"].split("+") if s["mahvars"] else None,
         "caliper": float(s["caliper"]) if s["caliper"] else None,
         "std_caliper": s["std_caliper"] == "TRUE",
         "ratio": int(s["ratio"]),
@@ -41,18 +47,86 @@ def match_kwargs(s: pd.Series) -> dict:
 #: Scenarios in which a unit lies exactly midway (in exact arithmetic) between two candidates
 #: on the logit scale: R's rounding breaks that tie, esi's tie rule may pick the other one.
 EXACT_TIE_SCENARIOS = {"replace_caliper", "replace_ratio2", "atc_replace_caliper"}
+#: Mahalanobis scenarios that meet NSW89, aged 21, exactly midway between PSID383 and PSID407
+#: (aged 19 and 23, otherwise identical): esi's own coordinates may break that tie the other
+#: way (on R's coordinates every scenario gives R's pairs exactly).
+MAHALANOBIS_TIE_SCENARIOS = {"mahalanobis_replace", "mahalanobis_replace_ratio2",
+                             "mahvars_ratio2_caliper", "mahvars_replace_caliper"}
+
+
+def is_mahalanobis(s: pd.Series) -> bool:
+    return s["distance"] == "mahalanobis" or bool(s["mahvars"])
+
+
+def r_coordinates(s: pd.Series) -> pd.DataFrame:
+    """MatchIt's Mahalanobis coordinates for the scenario (R: transform_covariates()), by id."""
+    variables = "covariates" if s["distance"] == "mahalanobis" else s["mahvars"]
+    name = f"mahcovs_{variables.replace('+', '_')}_{s['row_order']}.csv"
+    return pd.read_csv(REF / name, index_col="id")
 
 
 def run(s: pd.Series, r_distance: bool = False) -> esi.MatchResult:
-    data = lalonde()
-    if s["order"] == "data":
-        # R matched the id-sorted data in row order; with order="data" row order matters.
-        data = data.sort_index()
+    """esi.match on the scenario's data frame; ``r_distance``: on R's own floating-point
+    values (its propensity score, and its Mahalanobis coordinates in place of esi's)."""
     kwargs = match_kwargs(s)
-    if r_distance:
+    data = lalonde(s["row_order"])
+    if not r_distance:
+        return esi.match(data, "treat", COVARIATES, **kwargs)
+    if s["distance"] != "mahalanobis":
         units = pd.read_csv(REF / f"units_{s.name}.csv", index_col="id")
         kwargs["distance"] = units["distance"]
-    return esi.match(data, "treat", COVARIATES, **kwargs)
+    if not is_mahalanobis(s):
+        return esi.match(data, "treat", COVARIATES, **kwargs)
+    coords = r_coordinates(s).reindex(data.index).to_numpy(float)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(esi.matching, "_mahalanobis_space",
+                   lambda x, treated, use: (coords, coords[:, 0].copy()))
+        return esi.match(data, "treat", COVARIATES, **kwargs)
+
+
+def first_difference_is_an_exact_tie(s: pd.Series, res: esi.MatchResult) -> bool:
+    """Whether esi's pairs (on its own Mahalanobis coordinates) part from R's first at a tie.
+
+    Without replacement the choices are compared in the order they are made (round, then the
+    matching order): at the first one that differs the two controls must be at the same
+    Mahalanobis distance in exact arithmetic (equal to 1e-12 on R's coordinates); later
+    differences follow from it (the two units left different controls for the others). With
+    replacement every treated unit's controls must be at the same distances as R's.
+    """
+    ref = pd.read_csv(REF / f"pairs_{s.name}.csv")
+    theirs = ref.groupby("focal", sort=False)["other"].agg(list).to_dict()
+    mine = res.pairs.groupby("treated", sort=False)["control"].agg(list).to_dict()
+    coords = r_coordinates(s)
+
+    def dist(f, c):
+        return float(np.sqrt(np.sum((coords.loc[f].to_numpy() - coords.loc[c].to_numpy()) ** 2)))
+
+    if s["replace"] == "TRUE":
+        for f in set(mine) | set(theirs):
+            a = sorted(dist(f, c) for c in mine.get(f, []))
+            b = sorted(dist(f, c) for c in theirs.get(f, []))
+            if len(a) != len(b) or not np.allclose(a, b, rtol=0, atol=1e-12):
+                return False
+        return True
+    d = res.distance
+    treated = [u for u in d.index if res.treatment[u] == 1]
+    if s["order"] == "largest":
+        pos = {u: i for i, u in enumerate(d.index)}
+        treated.sort(key=lambda u: (-d[u], pos[u]))
+    for r in range(int(s["ratio"])):
+        for f in treated:
+            a, b = mine.get(f, []), theirs.get(f, [])
+            ca = a[r] if r < len(a) else None
+            cb = b[r] if r < len(b) else None
+            if ca != cb:
+                return ca is not None and cb is not None and abs(dist(f, ca) - dist(f, cb)) < 1e-12
+    return True
+
+
+def pair_list(res: esi.MatchResult, estimand: str) -> list[tuple[str, str]]:
+    """(focal, other) of every pair, in esi's row order."""
+    cols = ["treated", "control"] if estimand == "ATT" else ["control", "treated"]
+    return list(zip(res.pairs[cols[0]], res.pairs[cols[1]], strict=True))
 
 
 @pytest.fixture(scope="module", params=SCENARIOS["scenario"].tolist())
@@ -63,6 +137,16 @@ def scenario(request):
     return s, run(s, r_distance=True)
 
 
+def test_scenarios_cover_both_row_orders():
+    # every specification runs on lalonde in its own order and sorted by id
+    names = set(SCENARIOS["scenario"])
+    sorted_names = set(SCENARIOS.loc[SCENARIOS["row_order"] == "sorted", "scenario"])
+    assert {f"natural_{n}" for n in sorted_names} <= names
+    assert len(SCENARIOS) == 2 * len(sorted_names)
+    assert set(SCENARIOS["distance"]) == {"propensity", "logit", "mahalanobis"}
+    assert (SCENARIOS["mahvars"] != "").sum() >= 8
+
+
 @pytest.mark.parametrize("name", SCENARIOS["scenario"].tolist())
 def test_pairs_identical_with_own_propensity_model(name):
     # The full pipeline (our logistic fit + matching) against R's matched sets.
@@ -70,13 +154,16 @@ def test_pairs_identical_with_own_propensity_model(name):
     res = run(s)
     ref = pd.read_csv(REF / f"pairs_{name}.csv")
     units = pd.read_csv(REF / f"units_{name}.csv", index_col="id").reindex(res.distance.index)
-    np.testing.assert_allclose(res.distance, units["distance"], atol=1e-6, rtol=0)
-    if s["estimand"] == "ATT":
-        mine = set(zip(res.pairs["treated"], res.pairs["control"], strict=True))
+    if s["distance"] == "mahalanobis":
+        assert res.distance.isna().all() and units["distance"].isna().all()
     else:
-        mine = set(zip(res.pairs["control"], res.pairs["treated"], strict=True))
+        np.testing.assert_allclose(res.distance, units["distance"], atol=1e-6, rtol=0)
+    mine = set(pair_list(res, s["estimand"]))
     theirs = set(zip(ref["focal"], ref["other"], strict=True))
-    if name not in EXACT_TIE_SCENARIOS:
+    if name.removeprefix("natural_") in MAHALANOBIS_TIE_SCENARIOS:
+        assert first_difference_is_an_exact_tie(s, res)
+        return
+    if name.removeprefix("natural_") not in EXACT_TIE_SCENARIOS:
         assert mine == theirs
         return
     # Every difference must be an exact tie: same focal unit, same gap (R's distance).
@@ -93,13 +180,26 @@ def test_pairs_identical(scenario):
     # R: matchit(treat ~ age + educ + race + married + nodegree + re74 + re75, data = lalonde, ...)$match.matrix
     s, res = scenario
     ref = pd.read_csv(REF / f"pairs_{s['scenario']}.csv")
-    if s["estimand"] == "ATT":
-        mine = list(zip(res.pairs["treated"], res.pairs["control"], strict=True))
-    else:
-        mine = list(zip(res.pairs["control"], res.pairs["treated"], strict=True))
+    mine = pair_list(res, s["estimand"])
     assert len(mine) == len(set(mine))
     assert set(mine) == set(zip(ref["focal"], ref["other"], strict=True))
     assert len(mine) > 0
+
+
+def test_mahalanobis_distances_of_the_pairs(scenario):
+    # R: MatchIt::mahalanobis_dist(treat ~ <Mahalanobis variables>, data)[focal, other]
+    s, res = scenario
+    if s["distance"] != "mahalanobis" and not s["mahvars"]:
+        assert "mahalanobis" not in pd.read_csv(REF / f"pairs_{s['scenario']}.csv").columns
+        return
+    ref = pd.read_csv(REF / f"pairs_{s['scenario']}.csv")
+    ref_d = dict(zip(zip(ref["focal"], ref["other"], strict=True), ref["mahalanobis"],
+                     strict=True))
+    mine = dict(zip(pair_list(res, s["estimand"]), res.pairs["distance_gap"], strict=True))
+    assert mine.keys() == ref_d.keys()
+    keys = sorted(mine)
+    np.testing.assert_allclose([mine[k] for k in keys], [ref_d[k] for k in keys], rtol=0,
+                               atol=1e-6)
 
 
 def test_match_order_within_treated_identical(scenario):
@@ -110,7 +210,7 @@ def test_match_order_within_treated_identical(scenario):
     other = "control" if s["estimand"] == "ATT" else "treated"
     mine = res.pairs.groupby(focal, sort=False)[other].agg(list).to_dict()
     theirs = ref.groupby("focal", sort=False)["other"].agg(list).to_dict()
-    if s["replace"] == "TRUE" and int(s["ratio"]) > 1:
+    if s["replace"] == "TRUE" and int(s["ratio"]) > 1 and s["distance"] != "mahalanobis":
         # MatchIt orders the k controls of a unit with std::partial_sort, which is not stable:
         # controls at exactly the same gap (identical covariates) may come in another order.
         dist = res.distance
@@ -127,12 +227,16 @@ def test_match_order_within_treated_identical(scenario):
 def test_distance_weights_subclass(scenario):
     # R: m$distance, m$weights, m$subclass, m$discarded
     s, res = scenario
-    units = pd.read_csv(REF / f"units_{s['scenario']}.csv", index_col="id").reindex(res.distance.index)
-    np.testing.assert_array_equal(res.distance, units["distance"])
+    units = pd.read_csv(REF / f"units_{s['scenario']}.csv", index_col="id")
+    assert list(units.index) == list(res.distance.index)  # the same data frame, same order
+    if s["distance"] == "mahalanobis":
+        assert res.distance.isna().all() and units["distance"].isna().all()
+    else:
+        np.testing.assert_array_equal(res.distance, units["distance"])
     np.testing.assert_allclose(res.weights, units["weights"], atol=1e-10, rtol=0)
     assert set(res.discarded) == set(units.index[units["discarded"]])
     if s["replace"] == "FALSE":
-        # R matched the id-sorted data, so its row-order subclass numbers are our id-order ones
+        # both number the matched focal units in row order
         focal = "treated" if s["estimand"] == "ATT" else "control"
         other = "control" if s["estimand"] == "ATT" else "treated"
         sub = pd.concat(
@@ -143,6 +247,8 @@ def test_distance_weights_subclass(scenario):
         )
         ref_sub = units["subclass"].dropna().astype(int)
         assert sub.sort_index().to_dict() == ref_sub.sort_index().to_dict()
+    else:
+        assert units["subclass"].isna().all()
 
 
 def test_sample_sizes(scenario):
@@ -151,6 +257,53 @@ def test_sample_sizes(scenario):
     nn = pd.read_csv(REF / f"nn_{s['scenario']}.csv", index_col="row").drop("All (ESS)")
     mine = res.sample_sizes().loc[nn.index, ["control", "treated"]]
     np.testing.assert_allclose(mine.to_numpy(float), nn.to_numpy(float), atol=1e-9)
+
+
+def test_row_order_matters_in_r_and_in_esi_alike():
+    # lalonde has controls with identical covariates: MatchIt's pairs depend on the row
+    # order, and esi's follow them (both orders are checked above against R).
+    differ = 0
+    for name in SCENARIOS.loc[SCENARIOS["row_order"] == "sorted", "scenario"]:
+        a = pd.read_csv(REF / f"pairs_{name}.csv")
+        b = pd.read_csv(REF / f"pairs_natural_{name}.csv")
+        differ += set(zip(a["focal"], a["other"], strict=True)) != set(
+            zip(b["focal"], b["other"], strict=True))
+    assert differ >= 8
+
+
+@pytest.mark.parametrize("variables", ["covariates", "age+educ+re74+re75",
+                                       "age+educ+race+re74+re75"])
+@pytest.mark.parametrize("row_order", ["natural", "sorted"])
+def test_mahalanobis_coordinates_give_r_distances(variables, row_order):
+    # R: MatchIt:::transform_covariates(~ vars, data, method = "mahalanobis", treat = treat):
+    # esi's coordinates are another basis (eigenvectors, not MatchIt's pivoted Cholesky
+    # factor), so compare the distances of every treated unit to every control, and the
+    # search key (MatchIt's first coordinate)
+    data = lalonde(row_order)
+    s = pd.Series({"distance": "mahalanobis" if variables == "covariates" else "logit",
+                   "mahvars": "" if variables == "covariates" else variables,
+                   "row_order": row_order})
+    ref = r_coordinates(s).reindex(data.index).to_numpy(float)
+    columns = COVARIATES if variables == "covariates" else variables.split("+")
+    x = esi.propensity.design_matrix(data, columns, all_levels=True).to_numpy(float)
+    treated = data["treat"].to_numpy() == 1
+    z, key = esi.matching._mahalanobis_space(x, treated, np.ones(treated.size, dtype=bool))
+    mine = np.sqrt(esi.matching._squared_distances(z[treated], z[~treated]))
+    theirs = np.sqrt(esi.matching._squared_distances(ref[treated], ref[~treated]))
+    np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(key, ref[:, 0], rtol=0, atol=1e-10)
+
+
+def test_mahalanobis_singular_covariance_reached():
+    # race enters with all three levels: their dummies sum to one, the pooled covariance is
+    # singular and MatchIt (and esi) use its generalised inverse
+    data = lalonde()
+    treated = data["treat"].to_numpy() == 1
+    x = esi.propensity.design_matrix(data, ["age", "educ", "race", "re74", "re75"],
+                                     all_levels=True).to_numpy(float)
+    assert np.linalg.matrix_rank(x - x.mean(axis=0)) == x.shape[1] - 1
+    z, _ = esi.matching._mahalanobis_space(x, treated, np.ones(treated.size, dtype=bool))
+    assert z.shape[1] == x.shape[1] - 1
 
 
 def test_caliper_scenarios_actually_restrict():

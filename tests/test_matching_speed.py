@@ -4,8 +4,9 @@
 units whose proposal was taken) and the faster sorts before it must produce the same pairs, in
 the same order, as ``_match_nearest_reference``: plain lexicographic sorts and
 ``_greedy_reference``, the one-unit-at-a-time loop that follows MatchIt's ``nn_matchC_vec``
-(the code that tests/test_matching_reference.py checked against R MatchIt 4.7.2). The fast patient-id paths (already sorted ids, string ids) must give the same
-ranks and the same result columns as the generic ones.
+(the code that tests/test_matching_reference.py checked against R MatchIt 4.7.2). The fast
+patient-id paths (already sorted ids, string ids) must give the same ranks and the same result
+columns as the generic ones.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ def test_distance_sort_equals_lexsort():
         if trial % 3 == 0:
             d = rng.normal(size=n)
         if trial % 4 == 0:
-            d[rng.random(n) < 0.3] = -0.0  # -0.0 == 0.0: a tie, broken by id
+            d[rng.random(n) < 0.3] = -0.0  # -0.0 == 0.0: a tie, broken by rank
         id_rank = rng.permutation(n)
-        assert np.array_equal(M._sort_by_distance_then_id(d, id_rank), np.lexsort((id_rank, d)))
+        assert np.array_equal(M._sort_by_distance_then_rank(d, id_rank), np.lexsort((id_rank, d)))
 
 
 # ---------------------------------------------------------------- end to end, esi.match
@@ -136,15 +137,23 @@ def test_match_same_as_with_reference_loop(kwargs, monkeypatch):
 
 
 def test_unsorted_and_object_ids_give_the_same_result():
+    # Ties follow the row order (as MatchIt); in the same row order, string and object ids
+    # give the same result, and so does an unsorted frame put back in id order.
     data = registry(5_000, seed=4)
     base = esi.match(data, "treat", COVS, ratio=2)
     shuffled = data.sample(frac=1.0, random_state=1)  # unsorted string ids
     as_object = data.copy()
     as_object.index = pd.Index(data.index.to_numpy(dtype=object), dtype=object, name="patient_id")
-    for other in (shuffled, as_object, as_object.sample(frac=1.0, random_state=2)):
+    shuffled_object = as_object.sample(frac=1.0, random_state=2)
+    for other in (shuffled.sort_index(), as_object, shuffled_object.sort_index()):
         res = esi.match(other, "treat", COVS, ratio=2)
         pd.testing.assert_frame_equal(res.pairs, base.pairs)
         pd.testing.assert_series_equal(res.weights.reindex(base.weights.index), base.weights,
+                                       check_index_type=False)
+    # unsorted ids (the model is fitted in id order): the same distances, bit for bit
+    for other in (shuffled, shuffled_object):
+        res = esi.match(other, "treat", COVS, ratio=2)
+        pd.testing.assert_series_equal(res.distance.reindex(base.distance.index), base.distance,
                                        check_index_type=False)
     # the id columns have the dtype an object array of the ids gets (as before the fast path)
     expected = pd.Series(data.index.to_numpy()[:3]).dtype
@@ -156,7 +165,7 @@ def test_integer_ids_keep_their_dtype():
     data.index = pd.Index(np.arange(data.shape[0]) * 3 + 7, name="patient_id")
     res = esi.match(data, "treat", COVS)
     assert res.pairs["treated"].dtype == np.int64
-    shuffled = esi.match(data.sample(frac=1.0, random_state=3), "treat", COVS)
+    shuffled = esi.match(data.sample(frac=1.0, random_state=3).sort_index(), "treat", COVS)
     pd.testing.assert_frame_equal(res.pairs, shuffled.pairs)
 
 

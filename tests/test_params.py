@@ -21,7 +21,9 @@ def test_default_yaml_states_the_defaults():
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
-    ("distance", "euclid", "must be one of logit, propensity"),
+    ("distance", "euclid", "must be one of logit, propensity, mahalanobis"),
+    ("mahvars", "age", "must be a list of column names"),
+    ("mahvars", ["age", "shoe_size"], "'shoe_size' is not a registry column (see data/README.md)"),
     ("ratio", 0, "must be a whole number of 1 or more"),
     ("caliper", -0.1, "must be a positive number, or null for no caliper"),
     ("replace", "yes", "must be true or false"),
@@ -120,3 +122,24 @@ def test_sheet_parameter(tmp_path):
                                              "sheet"):
         check_params({"sheet": 3})
     assert check_params({"sheet": "Patients"})["sheet"] == "Patients"
+
+
+@pytest.mark.parametrize(("values", "name", "rule"), [
+    ({"distance": "mahalanobis"}, "caliper", "distance: mahalanobis does not have"),
+    ({"distance": "mahalanobis", "caliper": None, "mahvars": ["age"]}, "mahvars",
+     "matches on the covariates"),
+    ({"distance": "mahalanobis", "caliper": None, "method": "optimal"}, "method",
+     "use method: nearest"),
+    ({"mahvars": ["age", "bmi"], "method": "optimal"}, "method", "use method: nearest"),
+])
+def test_mahalanobis_combinations_name_the_parameter(values, name, rule):
+    with pytest.raises(ParameterError, match=rule) as err:
+        check_params(values, source="grid.yaml")
+    assert str(err.value).startswith(f"grid.yaml: parameter {name!r} = ")
+
+
+def test_mahalanobis_choices_accepted():
+    full = check_params({"distance": "mahalanobis", "caliper": None})
+    assert full["distance"] == "mahalanobis" and full["mahvars"] == []
+    within = check_params({"mahvars": ["age", "bmi"], "caliper": 0.1})
+    assert within["mahvars"] == ["age", "bmi"] and within["distance"] == "logit"

@@ -87,6 +87,54 @@ def test_rows_equal_compare_matched(registry, choice):
     assert_allclose(row["max_abs_smd"], balance["smd_after"].abs().max(), rtol=1e-9)
 
 
+def test_mahalanobis_distances_are_available_choices():
+    grid = specification_grid({"default": DEFAULT_COVARIATE_SETS["default"]},
+                              distance=["logit", "mahalanobis", "ps_caliper_mahalanobis"],
+                              missing=["complete_case"], test=["welch"])
+    full = grid[grid["distance"] == "mahalanobis"]
+    within = grid[grid["distance"] == "ps_caliper_mahalanobis"]
+    # nearest only; "mahalanobis" without a caliper, "ps_caliper_mahalanobis" with one
+    assert (full["method"] == "nearest").all() and full["caliper"].isna().all()
+    assert len(full) == 3 * 2
+    assert (within["method"] == "nearest").all() and within["caliper"].notna().all()
+    assert len(within) == 3 * 3 * 2
+    assert len(grid[grid["distance"] == "logit"]) == 3 * 4 * 2 + 3 * 4
+    with pytest.raises(ValueError, match="distance"):
+        specification_grid(distance=["euclidean"])
+
+
+@pytest.mark.parametrize(("distance", "ratio", "caliper", "replace", "test"), [
+    ("mahalanobis", 1, None, False, "welch"),
+    ("mahalanobis", 2, None, True, "mann_whitney"),
+    ("ps_caliper_mahalanobis", 1, 0.2, False, "paired_t"),
+    ("ps_caliper_mahalanobis", 2, 0.5, False, "student"),
+])
+def test_mahalanobis_rows_equal_compare_matched(registry, distance, ratio, caliper, replace,
+                                                test):
+    covariates = DEFAULT_COVARIATE_SETS["default"]
+    grid = specification_grid({"default": covariates}, distance=[distance], method=["nearest"],
+                              ratio=[ratio], caliper=[caliper], replace=[replace],
+                              missing=["complete_case"], test=[test])
+    row = multiverse(registry, grid, covariate_sets=DEFAULT_COVARIATE_SETS).iloc[0]
+    assert row["status"] == "ok"
+    if distance == "mahalanobis":
+        m = match(registry, "near_normal", covariates, distance="mahalanobis", ratio=ratio,
+                  caliper=None, replace=replace, missing="drop")
+    else:  # Mahalanobis on the covariates within the caliper on the logit
+        m = match(registry, "near_normal", covariates, distance="logit", mahvars=covariates,
+                  ratio=ratio, caliper=caliper, replace=replace, missing="drop")
+    table = compare_matched(registry, m, test=test, binary_test=row["binary_test"],
+                            missing="complete_case")
+    for prefix, name in (("primary", "leg_pain_reduction"), ("positive", "positive_outcome")):
+        ref = table[(table["outcome"] == name) & (table["timepoint_weeks"] == 4)].iloc[0]
+        for column in ("estimate", "ci_low", "ci_high", "p_value", "n_cases", "n_controls"):
+            assert_allclose(row[f"{prefix}_{column}"], ref[column], rtol=1e-9,
+                            err_msg=f"{prefix}_{column}")
+    assert row["n_controls_matched"] == m.pairs["control"].nunique()
+    balance = m.balance(include_distance=False)
+    assert_allclose(row["max_abs_smd"], balance["smd_after"].abs().max(), rtol=1e-9)
+
+
 def test_max_abs_smd_uses_every_level(registry):
     covariates = ["age", "smoking"]
     grid = specification_grid({"two": covariates}, distance=["logit"], method=["nearest"],
@@ -209,3 +257,14 @@ def test_t_distribution_shortcuts_equal_scipy():
             assert _t_ppf(q, df) == float(stats.t.ppf(q, df))
         for x in [0.0, 0.3, 1.96, 4.5, *rng.uniform(0, 6, 5)]:
             assert _t_sf(x, df) == float(stats.t.sf(x, df))
+
+
+def test_table_does_not_depend_on_the_registry_row_order(registry):
+    # matching breaks ties by row (as MatchIt); multiverse() puts the registry in id order
+    grid = specification_grid({"default": DEFAULT_COVARIATE_SETS["default"]},
+                              distance=["logit", "mahalanobis"], method=["nearest"],
+                              ratio=[1, 2], caliper=[None], replace=[False],
+                              missing=["complete_case"], test=["welch", "wilcoxon"])
+    a = multiverse(registry, grid)
+    b = multiverse(registry.sample(frac=1.0, random_state=4), grid)
+    pd.testing.assert_frame_equal(a, b)

@@ -52,10 +52,19 @@ def overlap_plot(result: MatchResult, *, bins: int = 20, ax=None):
     -------
     matplotlib.figure.Figure
         Two panels: before and after matching; treated and control histograms (densities).
+        With ``distance="mahalanobis"`` there is no propensity score: the panels say so.
     """
     own = ax is None
     if own:
         _, ax = plt.subplots(1, 2, figsize=(9, 3.5), sharex=True, sharey=True)
+    if result.params["distance"] == "mahalanobis":
+        for panel, title in zip(ax, ("Before matching", "After matching"), strict=True):
+            panel.text(0.5, 0.5, "No propensity score:\nMahalanobis matching on the covariates",
+                       ha="center", va="center", transform=panel.transAxes)
+            panel.set_title(title)
+            panel.set_xticks([])
+            panel.set_yticks([])
+        return laid_out(ax[0].figure) if own else ax[0].figure
     d = result.distance
     t = result.treatment.to_numpy() == 1
     w = result.weights.to_numpy()

@@ -1,15 +1,20 @@
 """Multiverse (specification curve): every defensible analysis of the same registry.
 
 Each *specification* is one combination of the analyst's choices: covariate set, distance
-(propensity or logit), matching method (nearest, optimal), ratio (1, 2, 3), caliper (none,
-0.1, 0.2, 0.5 SD of the distance), matching with or without replacement, missing-data rule
-and test. For each, :func:`multiverse` reports the matched sample size, the largest absolute
+(propensity or logit; available beside them: Mahalanobis matching on the covariate set,
+"mahalanobis", and Mahalanobis matching on the covariate set within the caliper on the logit
+of the propensity score, "ps_caliper_mahalanobis"), matching method (nearest, optimal), ratio
+(1, 2, 3), caliper (none, 0.1, 0.2, 0.5 SD of the distance), matching with or without
+replacement, missing-data rule and test. For each, :func:`multiverse` reports the matched sample size, the largest absolute
 standardised mean difference after matching, and the estimate, 1 - alpha confidence interval
 and P-value of the primary outcome (leg-pain reduction) and of the composite positive
 outcome. :func:`run_multiverse` writes the table as ``multiverse.csv`` (``esi multiverse``).
 
 Choices that cannot be combined are left out of the grid, never silently changed:
-``method="optimal"`` with ``replace=True`` (not defined). The binary test follows the
+``method="optimal"`` with ``replace=True`` (not defined); Mahalanobis matching with
+``method="optimal"`` (esi's optimal matching is on the propensity score); "mahalanobis" with a
+caliper (there is no propensity score to put it on, as in MatchIt) and
+"ps_caliper_mahalanobis" without one (it is defined by its caliper). The binary test follows the
 analysis design and is listed in every row: McNemar's exact test for a paired test of 1:1
 pairs, Fisher's exact test otherwise (McNemar needs one control per case). ``missing="mice"``
 is not in the default grid (it multiplies every analysis by the number of imputations); it
@@ -57,6 +62,7 @@ from esi.propensity import design_matrix
 __all__ = [
     "DEFAULT_COVARIATE_SETS",
     "DEFAULT_GRID",
+    "DISTANCES",
     "MULTIVERSE_COLUMNS",
     "MULTIVERSE_PARAMS",
     "multiverse_from_params",
@@ -84,6 +90,12 @@ DEFAULT_COVARIATE_SETS: dict[str, list[str]] = {
 DEFAULT_GRID: dict[str, tuple] = MULTIVERSE_GRID
 
 _MATCH_KEYS = ("covariate_set", "distance", "method", "ratio", "caliper", "replace")
+#: Distances of the multiverse: the propensity score on either scale (the default grid), and
+#: Mahalanobis matching on the covariate set (:func:`esi.matching.match` with
+#: ``distance="mahalanobis"``) or on the covariate set within the caliper on the logit of the
+#: propensity score (``distance="logit"`` with ``mahvars`` = the covariate set).
+DISTANCES = ("propensity", "logit", "mahalanobis", "ps_caliper_mahalanobis")
+_MAHALANOBIS = ("mahalanobis", "ps_caliper_mahalanobis")
 _PAIRED = ("paired_t", "wilcoxon")
 _MISSING_OK = ("complete_case", "locf", "bocf")
 
@@ -114,7 +126,8 @@ def specification_grid(covariate_sets: Mapping[str, Sequence[str]] | None = None
         Name -> covariate list; default :data:`DEFAULT_COVARIATE_SETS`.
     **dimensions
         Values for ``distance``, ``method``, ``ratio``, ``caliper``, ``replace``, ``missing``
-        and ``test`` replacing those of :data:`DEFAULT_GRID`.
+        and ``test`` replacing those of :data:`DEFAULT_GRID`; ``distance`` from
+        :data:`DISTANCES`.
 
     Returns
     -------
@@ -122,12 +135,13 @@ def specification_grid(covariate_sets: Mapping[str, Sequence[str]] | None = None
         One row per specification: ``spec_id`` (0, 1, ...), ``covariate_set``, ``covariates``
         (``;``-joined), ``distance``, ``method``, ``ratio``, ``caliper`` (NaN = none),
         ``replace``, ``missing``, ``test``, ``binary_test``. Optimal matching with
-        replacement is left out (not defined).
+        replacement or on a Mahalanobis distance, "mahalanobis" with a caliper and
+        "ps_caliper_mahalanobis" without one are left out.
 
     Raises
     ------
     ValueError
-        For an unknown dimension, an empty one, or ``missing="mice"``.
+        For an unknown dimension, an empty one, an unknown distance, or ``missing="mice"``.
     """
     sets = dict(DEFAULT_COVARIATE_SETS if covariate_sets is None else covariate_sets)
     if not sets or any(not list(v) for v in sets.values()):
@@ -140,6 +154,9 @@ def specification_grid(covariate_sets: Mapping[str, Sequence[str]] | None = None
     for name, values in grid.items():
         if not values:
             raise ValueError(f"{name}: give at least one value")
+    unknown = [d for d in grid["distance"] if d not in DISTANCES]
+    if unknown:
+        raise ValueError(f"distance: {unknown} unknown; choose from {', '.join(DISTANCES)}")
     bad = [m for m in grid["missing"] if m not in _MISSING_OK]
     if bad:
         raise ValueError(f"missing: {bad} not available in the multiverse (use one of "
@@ -149,8 +166,10 @@ def specification_grid(covariate_sets: Mapping[str, Sequence[str]] | None = None
     for name, dist, method, ratio, caliper, replace, missing, test in itertools.product(
             sets, grid["distance"], grid["method"], grid["ratio"], grid["caliper"],
             grid["replace"], grid["missing"], grid["test"]):
-        if method == "optimal" and replace:
+        if method == "optimal" and (replace or dist in _MAHALANOBIS):
             continue
+        if (dist == "mahalanobis") != (caliper is None) and dist in _MAHALANOBIS:
+            continue  # mahalanobis: no caliper; ps_caliper_mahalanobis: a caliper
         rows.append({"covariate_set": name, "covariates": ";".join(sets[name]),
                      "distance": dist, "method": method, "ratio": int(ratio),
                      "caliper": np.nan if caliper is None else float(caliper),
@@ -333,6 +352,8 @@ def _fast_match(key: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     it (no fitted distance, an argument it refuses, too few controls): it then raises the
     error the table reports.
     """
+    if key["distance"] in _MAHALANOBIS:
+        return None  # Mahalanobis matching: through match() itself
     prep = _prepared(key["covariate_set"], key["distance"])
     method, ratio, replace = key["method"], key["ratio"], key["replace"]
     caliper = None if pd.isna(key["caliper"]) else key["caliper"]
@@ -348,6 +369,7 @@ def _fast_match(key: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     if not replace and int((~treated).sum()) < ratio * int(treated.sum()):
         return None
     width = None if caliper is None else float(caliper) * prep["sd"]
+    # id_rank: the row positions of match() (the registry is in id order), its tie rank
     found = METHODS[method](d, treated, np.ones(n, dtype=bool), None, id_rank, int(ratio),
                             bool(replace), width, "largest", None)
     if found:
@@ -495,12 +517,15 @@ def _slow_match(key: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     # The propensity model depends only on the covariate set and the scale: fitted once in
     # multiverse() and passed as the distance (match() takes the caliper's SD from it
     # exactly as from its own fit). None: that fit failed; match() then fits and reports.
+    # "ps_caliper_mahalanobis": Mahalanobis matching on the covariates within the caliper on
+    # the logit of the propensity score (fitted in multiverse() as for "logit").
+    mahvars = covariates if key["distance"] == "ps_caliper_mahalanobis" else None
     distance = _SHARED["distances"].get((name, key["distance"]))
     if distance is None:
-        distance = key["distance"]
+        distance = "logit" if mahvars else key["distance"]
     result = match(data, _SHARED["treatment"], covariates, method=key["method"],
-                   distance=distance, ratio=int(key["ratio"]), caliper=caliper,
-                   replace=bool(key["replace"]), missing="drop")
+                   distance=distance, mahvars=mahvars, ratio=int(key["ratio"]),
+                   caliper=caliper, replace=bool(key["replace"]), missing="drop")
     # the pairs name patients by id rank (see multiverse()); positions index the registry
     pairs, by_rank = result.pairs, _SHARED["by_rank"]
     pos_t = by_rank[pairs["treated"].to_numpy(np.int64)]
@@ -697,6 +722,9 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
         raise ValueError(f"treatment: {treatment!r} is not a column of registry")
     registry = registry.copy()
     registry.index = registry.index.astype(str)
+    # the canonical order, by patient id: match() breaks ties by row (as MatchIt), and the
+    # table must not depend on the export's row order
+    registry = registry.sort_index(kind="stable")
     used_sets = {name: list(sets[name]) for name in pd.unique(specs["covariate_set"])}
     designs = {}
     for name, covariates in used_sets.items():
@@ -716,15 +744,20 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
                           positive: derived[positive].astype("Float64").to_numpy(
                               float, na_value=np.nan)}
     # match() reads only the treatment and the covariates: give it just those columns. It
-    # breaks ties by patient-id order (np.argsort of the ids) and reports ids in the pairs;
-    # the ids are replaced by their ranks in that order (same ties, same pairs, cheaper
-    # indexing), and the pairs' ranks are turned into registry positions by ``by_rank``.
+    # breaks ties by row, here patient-id order (the registry was sorted above), and reports
+    # ids in the pairs; the ids are replaced by their ranks in that order (same rows, same
+    # pairs, cheaper indexing), and the pairs' ranks are turned into registry positions by
+    # ``by_rank``.
     frames = {name: registry[list(dict.fromkeys([treatment, *covariates]))]
               for name, covariates in used_sets.items()}
     distances, treated = {}, {}
     for name, scale in dict.fromkeys(zip(specs["covariate_set"], specs["distance"],
                                          strict=True)):
-        fitted = _fitted_distance(frames[name], treatment, used_sets[name], scale)
+        if scale == "mahalanobis":  # no propensity score
+            distances[(name, scale)], treated[(name, scale)] = None, None
+            continue
+        fit_scale = "logit" if scale == "ps_caliper_mahalanobis" else scale
+        fitted = _fitted_distance(frames[name], treatment, used_sets[name], fit_scale)
         distances[(name, scale)], treated[(name, scale)] = fitted or (None, None)
     by_rank = None
     if registry.index.is_unique:  # else every matching fails, as match() reports
