@@ -112,6 +112,8 @@ def rounding_interval(value: float | str | Fraction, decimals: int) -> tuple[Fra
     """
     if int(decimals) != decimals or decimals < 0:
         raise ValueError(f"decimals must be a non-negative whole number, got {decimals!r}")
+    if isinstance(value, bool):  # (True == 1 for the memo below)
+        raise ValueError(f"expected a number, got the boolean {value!r}")
     try:
         return _rounding_interval(value, int(decimals))
     except TypeError:  # an unhashable number type
@@ -158,6 +160,8 @@ def rounds_to(value, target, decimals: int):
         Element-wise for arrays; NaN never rounds to anything.
     """
     if isinstance(value, float | np.floating | np.ndarray):
+        if isinstance(target, bool):  # (True == 1 for the memo)
+            raise ValueError(f"expected a number, got the boolean {target!r}")
         lo_f, hi_f = _float_interval(target, int(decimals))
         v = np.asarray(value, dtype=float)
         out = (v >= lo_f) & (v <= hi_f)

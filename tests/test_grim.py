@@ -141,3 +141,18 @@ def test_consistent_n_is_the_verdict_at_each_n(g):
 def test_argument_errors(kwargs):
     with pytest.raises(ValueError):
         grim(**kwargs)
+
+
+def test_rounding_interval_is_closed_and_refuses_booleans():
+    # The audit's one rounding rule (issue 15): both ends of the interval count, so an exact
+    # half admits either neighbour (half up and half even).
+    from esi.grim import rounding_interval, rounds_to
+
+    assert rounding_interval("2.38", 2) == (Fraction(2375, 1000), Fraction(2385, 1000))
+    assert rounds_to(Fraction(19, 8), "2.38", 2) and rounds_to(Fraction(19, 8), "2.37", 2)
+    assert not rounds_to(Fraction(19, 8) - Fraction(1, 10**9), "2.38", 2)
+    rounding_interval(1, 2)  # memoised: True == 1 must still be refused
+    with pytest.raises(ValueError, match="boolean"):
+        rounding_interval(True, 2)
+    with pytest.raises(ValueError, match="boolean"):
+        rounds_to(1.0, True, 2)

@@ -162,6 +162,13 @@ def test_every_test_simulates_the_analysis_p_values():
         # the t tests are scipy's, as before
         assert_allclose(pw._p_values(x, y, "welch"),
                         stats.ttest_ind(x, y, equal_var=False, axis=1).pvalue, rtol=1e-10)
+        assert_allclose(pw._p_values(x, y, "student"), stats.ttest_ind(x, y, axis=1).pvalue,
+                        rtol=1e-10)
+        assert_allclose(pw._p_values(x, y, "paired_t"), stats.ttest_rel(x, y, axis=1).pvalue,
+                        rtol=1e-10)
+        if n <= 8:  # scipy's method="auto" is exact there too, as it was simulated before
+            assert_allclose(pw._p_values(x, y, "mann_whitney"),
+                            stats.mannwhitneyu(x, y, axis=1).pvalue, rtol=1e-10)
     power = pw.power_by_simulation(2.0, test="mann_whitney", n_sim=500, seed=6)
     assert 0.3 < power["power"].item() < 0.75
 
