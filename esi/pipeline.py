@@ -11,7 +11,7 @@ Two halves:
 * :func:`run` executes the numbered notebooks with papermill into a temporary folder, renders
   each to HTML without code, writes ``index.html`` and ``provenance.json``, checks the tidy result
   files, and only then renames the folder into place. A failing or interrupted run leaves no
-  folder that looks complete.
+  folder that looks complete, and no process behind (:mod:`esi.processes`).
 
 The run folder of a notebook is its ``run_dir`` parameter; when that is empty, the
 ``ESI_RUN_DIR`` environment variable (set by ``esi run`` and by the nbval replay), else
@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
@@ -41,7 +40,15 @@ from typing import Any
 
 import pandas as pd
 
-from esi.io import atomic_write, partial_folder, publish_folder, read_registry, sha256_of
+from esi.io import (
+    atomic_write,
+    partial_folder,
+    publish_folder,
+    read_registry,
+    remove_stale_partials,
+    seal_partial,
+    sha256_of,
+)
 from esi.params import NOTEBOOK_EXTRA, ParameterError, check_params, load_params
 from esi.paths import (
     KERNEL_NAME,
@@ -470,15 +477,46 @@ def _render_html(notebook: Path, target: Path) -> None:
 def _ipc_kernel_manager() -> type:
     """A kernel manager that talks to its kernel over IPC sockets in a private temporary
     folder: no TCP ports to race for when several runs start kernels at once (papermill issue
-    511), no unencrypted-TCP warning."""
+    511), no unencrypted-TCP warning.
+
+    The folder (``esi-kernel-*`` in the temporary folder, 0700) also holds the connection
+    file, and records the process that owns it (:func:`esi.processes.write_owner`); it is
+    removed when the kernel is shut down, by :func:`esi.processes.kill_kernels` otherwise, or
+    by a later run when its owner was killed (:func:`esi.processes.remove_stale_kernel_folders`).
+    The kernel gets a SIGKILL when the process that started it dies
+    (:func:`esi.processes.kernel_preexec`)."""
+    import functools
+
     from jupyter_client.manager import AsyncKernelManager
+
+    from esi.processes import (
+        KERNEL_FOLDER_PREFIX,
+        kernel_preexec,
+        register_kernel,
+        unregister_kernel,
+        write_owner,
+    )
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(transport="ipc", **kwargs)
-            folder = tempfile.mkdtemp(prefix="esi-kernel-")
-            self.ip = os.path.join(folder, "kernel")
-            weakref.finalize(self, shutil.rmtree, folder, True)
+            self._esi_folder = tempfile.mkdtemp(prefix=KERNEL_FOLDER_PREFIX)
+            write_owner(self._esi_folder)
+            self.ip = os.path.join(self._esi_folder, "kernel")
+            self.connection_file = os.path.join(self._esi_folder, "connection.json")
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["preexec_fn"] = functools.partial(kernel_preexec, os.getpid())
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                register_kernel(process, self._esi_folder)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                process = getattr(self.provisioner, "process", None)
+                unregister_kernel(getattr(process, "pid", None), self._esi_folder)
 
         async def _async_interrupt_kernel(self) -> None:
             # jupyter_client sends SIGINT before every shutdown request; an idle kernel then
@@ -496,6 +534,8 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    from esi.processes import kill_kernels
+
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel,
                             progress_bar=False, cwd=str(NOTEBOOKS_DIR),
@@ -505,6 +545,8 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
     except PapermillExecutionError as exc:
         raise RunFailed(f"{src.name}: cell {exc.exec_count} raised {exc.ename}: "
                         f"{exc.evalue}") from None
+    finally:
+        kill_kernels()  # a kernel that was not shut down (an interruption, a crash)
 
 
 def _run_one(name: str, src: Path, dst: Path, html_path: Path, parameters: dict[str, Any],
@@ -536,8 +578,11 @@ def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[st
     import nbconvert  # noqa: F401
     import papermill  # noqa: F401
 
+    from esi.processes import pool_worker_init
+
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method),
+                               initializer=pool_worker_init, initargs=(os.getpid(),))
     try:
         submitted = {}
         for name, src, dst, html_path in sorted(jobs, key=lambda j: j[0] not in START_FIRST):
@@ -559,10 +604,18 @@ def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[st
     return {name: timings[name] for name, *_ in jobs}
 
 
-def stop_pool(pool: Any) -> None:
-    """Shut a local process pool or a Dask executor down without waiting (a failed or
-    interrupted run or sweep): cancel what has not started, terminate local workers still
-    running (Dask's executor cancels its running futures itself)."""
+def stop_pool(pool: Any, grace: float = 10.0) -> None:
+    """Stop a local process pool or a Dask executor without awaiting its work (a failed or
+    interrupted run or sweep).
+
+    What has not started is cancelled. Local workers still running get a SIGTERM, on which
+    they kill their Jupyter kernels and exit (:func:`esi.processes.pool_worker_init`); a
+    worker that has not ended ``grace`` seconds later is killed. When this returns, every
+    local worker has ended, so nothing writes into the run's folder any more. Dask's executor
+    cancels its running futures itself.
+    """
+    from multiprocessing.connection import wait as wait_ended
+
     procs = list((getattr(pool, "_processes", None) or {}).values())
     if isinstance(pool, ProcessPoolExecutor):
         pool.shutdown(wait=False, cancel_futures=True)
@@ -570,6 +623,16 @@ def stop_pool(pool: Any) -> None:
         pool.shutdown(wait=False)
     for proc in procs:
         proc.terminate()
+    # A worker has ended when its sentinel is ready; is_alive() is no test here, as the
+    # pool's own thread may reap the worker first (then is_alive() may still say True).
+    for proc in procs:
+        try:
+            sentinel = proc.sentinel
+        except ValueError:  # closed: the process has been joined and released
+            continue
+        if not wait_ended([sentinel], grace):
+            proc.kill()
+            wait_ended([sentinel], grace)
 
 
 def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
@@ -606,8 +669,22 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
     ------
     RunFailed
         A notebook raised or a result file is missing; the partial folder is removed.
+    KeyboardInterrupt
+        Interrupted (:class:`esi.processes.Interrupted` for a signal): the notebooks still
+        running are stopped, their kernels killed, the partial folder removed.
+
+    Notes
+    -----
+    The partial folder is private (0700) until it is complete. Partial folders beside ``out``
+    that a killed run left behind (:func:`esi.io.remove_stale_partials`) and kernel folders
+    of killed runs are removed first.
     """
+    from esi.processes import deferred_signals, remove_stale_kernel_folders
+
     out = Path(out).resolve()
+    for stale in remove_stale_partials(out.parent):
+        log(f"removed {stale.name}, left by a run that was killed")
+    remove_stale_kernel_folders()
     build = partial_folder(out)
     started = _dt.datetime.now(_dt.UTC)
     t0 = time.perf_counter()
@@ -650,6 +727,9 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
             raise RunFailed(f"the notebooks did not write {', '.join(missing)}")
         shutil.rmtree(build / "state", ignore_errors=True)
         _write_index(build, params, provenance)
+        with deferred_signals():  # published whole, or not at all
+            seal_partial(build)
+            publish_folder(build, out)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -659,7 +739,6 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    publish_folder(build, out)
     if out.parent.resolve() == REPORTS_DIR.resolve():
         write_reports_index()
     return out
@@ -800,17 +879,35 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
         return 2
     name = Path(params).stem if params else "default"
     target = Path(out) if out else REPORTS_DIR / name
+    from esi.processes import exit_code, interruptible
+
     try:
-        folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
-                     log=lambda m: print(m, file=sys.stderr), workers=workers)
+        with interruptible() as guard:
+            folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
+                         log=lambda m: print(m, file=sys.stderr), workers=workers)
     except RunFailed as exc:
         print(f"esi run: FAILED: {exc}", file=sys.stderr)
         return 1
     except RegistryError as exc:
         print(f"esi run: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, SIGHUP (esi.processes.Interrupted)
+        print(f"esi run: {_interrupted(exc)}; the notebooks were stopped and the partial "
+              "folder removed, nothing was written", file=sys.stderr)
+        return exit_code(exc)
     print(f"reports written to {folder}/index.html")
+    if guard.received is not None:  # arrived while the folder was being published
+        from esi.processes import Interrupted
+
+        late = Interrupted(guard.received)
+        print(f"esi run: {late} after the reports were complete", file=sys.stderr)
+        return exit_code(late)
     return 0
+
+
+def _interrupted(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text.startswith("interrupted") else "interrupted"
 
 
 def notebook_extra() -> tuple[str, ...]:
