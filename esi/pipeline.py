@@ -4,9 +4,10 @@ Two halves:
 
 * :class:`Analysis` is what a notebook holds. It takes the checked run parameters and gives the
   stages of the study - the registry, the cohort, the match, the outcome comparisons - each
-  computed once per run folder and handed to the next notebook through a file in
-  ``<run folder>/state/`` (keyed by the data's SHA-256 and the parameters the stage depends on),
-  never through memory. A notebook run on its own (JupyterLab, the papermill CLI) computes
+  computed once per run folder and handed to the next notebook through Parquet and JSON files
+  in ``<run folder>/state/`` (:mod:`esi.handover`; keyed by the data's SHA-256, the
+  parameters the stage depends on and the version of the code), never through memory and
+  never as pickles. A notebook run on its own (JupyterLab, the papermill CLI) computes
   whatever stage it does not find.
 * :func:`run` executes the numbered notebooks with papermill into a temporary folder, renders
   each to HTML without code, writes ``index.html`` and ``provenance.json``, checks the tidy result
@@ -14,8 +15,9 @@ Two halves:
   folder that looks complete, and no process behind (:mod:`esi.processes`).
 
 The run folder of a notebook is its ``run_dir`` parameter; when that is empty, the
-``ESI_RUN_DIR`` environment variable (set by ``esi run`` and by the nbval replay), else
-``reports/interactive/``.
+``ESI_RUN_DIR`` environment variable (set by ``esi run`` and by the nbval replay), else one
+folder per parameter set, ``reports/interactive/<key>/`` (:func:`interactive_folder`), whose
+``params.json`` says which data and parameters made every file in it.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ import hashlib
 import html
 import json
 import os
-import pickle
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
@@ -49,7 +51,14 @@ from esi.io import (
     seal_partial,
     sha256_of,
 )
-from esi.params import NOTEBOOK_EXTRA, ParameterError, check_params, load_params
+from esi.params import (
+    DEFAULTS,
+    NOTEBOOK_EXTRA,
+    SENSITIVITY_DEFAULTS,
+    ParameterError,
+    check_params,
+    load_params,
+)
 from esi.paths import (
     KERNEL_NAME,
     NOTEBOOKS_DIR,
@@ -67,6 +76,7 @@ __all__ = [
     "run",
     "run_cli",
     "resolve_run_dir",
+    "interactive_folder",
     "notebook_extra",
     "is_synthetic",
     "write_reports_index",
@@ -114,6 +124,10 @@ ROW_LEVEL_COLUMNS = ("treated", "control", "y_treated", "y_control", "patient_id
 SMALL_CELL_THRESHOLD = 5
 
 _COHORT_KEYS = ("data_path", "mapping")
+
+_INTERACTIVE_NOTE = ("Every file in this folder was made by notebooks run interactively with "
+                     "these parameters on the data file with this SHA-256 (esi.pipeline."
+                     "interactive_folder); another parameter set gets another folder.")
 _MATCH_KEYS = _COHORT_KEYS + ("covariates", "distance", "method", "ratio", "caliper",
                               "replace", "exact", "seed")
 
@@ -122,14 +136,62 @@ class RunFailed(RuntimeError):
     """A notebook of ``esi run`` raised; the message names the notebook and the error."""
 
 
-def resolve_run_dir(run_dir: str | os.PathLike[str] | None) -> Path:
-    """The run folder for a notebook's ``run_dir`` parameter (see the module docstring)."""
+def resolve_run_dir(run_dir: str | os.PathLike[str] | None,
+                    params: dict[str, Any] | None = None) -> Path:
+    """The run folder for a notebook's ``run_dir`` parameter (see the module docstring).
+
+    Parameters
+    ----------
+    run_dir
+        The parameter; used when not empty.
+    params
+        The checked run parameters: when neither ``run_dir`` nor ``ESI_RUN_DIR`` is set, the
+        folder is :func:`interactive_folder` of them (without them, the folder holding the
+        interactive folders, ``reports/interactive``).
+    """
     if run_dir:
         return resolve(run_dir)
     env = os.environ.get("ESI_RUN_DIR")
     if env:
         return resolve(env)
-    return REPORTS_DIR / "interactive"
+    if params is None:
+        return REPORTS_DIR / "interactive"
+    return interactive_folder(params)[0]
+
+
+#: Parameters that change how a result is computed, not what it is (left out of the
+#: interactive folder's key).
+_HOW_PARAMS = ("run_dir", "multiverse_workers")
+
+
+def interactive_folder(params: dict[str, Any], data_sha256: str | None = None
+                       ) -> tuple[Path, dict[str, Any]]:
+    """The run folder of notebooks run interactively (no ``run_dir``, no ``ESI_RUN_DIR``).
+
+    Each parameter set gets its own folder, ``reports/interactive/<key>/``, so that files made
+    with different parameters never sit side by side: the key is a hash of the data file's
+    SHA-256 and of every parameter that changes a result (the run parameters, with
+    ``data_path`` and ``mapping`` resolved, and notebook parameters such as ``power_n_sim``
+    when they differ from their defaults).
+
+    Returns
+    -------
+    tuple of (pathlib.Path, dict)
+        The folder, and what its ``params.json`` records: ``data_sha256`` and
+        ``parameters``.
+    """
+    from esi.paths import resolve as _resolve
+
+    parts: dict[str, Any] = {}
+    for k, v in params.items():
+        if k in _HOW_PARAMS or (k not in DEFAULTS and SENSITIVITY_DEFAULTS.get(k, ...) == v):
+            continue
+        if k in ("data_path", "mapping") and v:
+            v = str(_resolve(v))
+        parts[k] = v
+    sha = data_sha256 or sha256_of(resolve(params["data_path"]))
+    record = {"data_sha256": sha, "parameters": parts}
+    return REPORTS_DIR / "interactive" / _key(record), record
 
 
 def is_synthetic(params: dict[str, Any]) -> bool:
@@ -164,17 +226,19 @@ class Analysis:
 
     Notes
     -----
-    Each stage is computed at most once per run folder: its result is pickled into
-    ``state/<stage>-<key>.pkl`` where the key hashes the data file's SHA-256 and the parameters
-    the stage depends on. Pickles are an internal hand-over between the notebooks of one run,
-    made and read by the same installed versions; they are not a result format (the tidy CSV
-    files are).
+    Each stage is computed at most once per run folder: its result is written as
+    ``state/<stage>-<key>/`` (:func:`esi.handover.save`: Parquet tables and a JSON manifest,
+    private to the user) where the key hashes the data file's SHA-256, the parameters the stage
+    depends on and the version of the esi code (:func:`esi.handover.code_version`). A
+    hand-over that does not parse or whose key parts differ is recomputed, never trusted;
+    nothing in it is executed. Hand-overs are internal to one run folder; they are not a
+    result format (the tidy CSV files are).
     """
 
     def __init__(self, params: dict[str, Any], extra: tuple[str, ...] = (),
                  persist: bool = True):
         self.params = check_params(dict(params), source="notebook parameters", extra=extra)
-        self.run_dir = resolve_run_dir(self.params.get("run_dir"))
+        self._run_dir: Path | None = None
         self.data_path = resolve(self.params["data_path"])
         self.synthetic = is_synthetic(self.params)
         #: Counts below this are shown as "<N" for real data; None for synthetic data.
@@ -182,23 +246,64 @@ class Analysis:
         self.persist = persist
         self._memo: dict[str, Any] = {}
 
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (:func:`resolve_run_dir`). An interactive folder
+        (:func:`interactive_folder`) is created with its ``params.json`` on first use."""
+        if self._run_dir is None:
+            if self.params.get("run_dir") or os.environ.get("ESI_RUN_DIR"):
+                self._run_dir = resolve_run_dir(self.params.get("run_dir"))
+            else:
+                folder, record = interactive_folder(self.params, self.data_sha256)
+                if not (folder / "params.json").exists():
+                    with atomic_write(folder / "params.json") as fh:
+                        json.dump({**record, "note": _INTERACTIVE_NOTE}, fh, indent=2,
+                                  sort_keys=True, default=str)
+                        fh.write("\n")
+                self._run_dir = folder
+        return self._run_dir
+
     # --- hand-over ---------------------------------------------------------------------
+    def state_key(self, name: str, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """The hand-over key of stage ``name`` and the parts it hashes: the stage, the data's
+        SHA-256, the parameters ``keys``, whether the data are synthetic, the code version
+        (:func:`esi.handover.code_version`) and the hand-over format."""
+        from esi.handover import FORMAT, code_version
+
+        parts = {"stage": name, "data": self.data_sha256,
+                 **{k: self.params[k] for k in keys}, "synthetic": self.synthetic,
+                 "code": code_version(), "format": FORMAT}
+        return _key(parts), parts
+
     def _stage(self, name: str, keys: tuple[str, ...], compute: Callable[[], Any]) -> Any:
         if name in self._memo:
             return self._memo[name]
         if not self.persist:
             self._memo[name] = compute()
             return self._memo[name]
-        key = _key({"data": self.data_sha256, **{k: self.params[k] for k in keys},
-                    "synthetic": self.synthetic})
-        path = self.run_dir / "state" / f"{name}-{key}.pkl"
-        if path.exists():
-            with open(path, "rb") as fh:
-                value = pickle.load(fh)
-        else:
+        from esi.handover import HandoverError, load, private_folder, save
+
+        key, parts = self.state_key(name, keys)
+        folder = self.run_dir / "state" / f"{name}-{key}"
+        try:
+            private_folder(folder.parent)
+        except HandoverError as exc:
+            warnings.warn(f"{exc}; the {name} stage is kept in memory", stacklevel=3)
+            self._memo[name] = compute()
+            return self._memo[name]
+        try:
+            value = load(folder, parts)
+        except HandoverError:  # absent, unreadable or not this key: computed again
             value = compute()
-            with atomic_write(path, "wb") as fh:
-                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                why = "" if save(folder, value, parts) else "it does not read back identically"
+            except HandoverError as exc:
+                why = str(exc)
+            except (TypeError, ValueError, OSError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            if why:
+                warnings.warn(f"the {name} stage is not handed over ({why}); each notebook "
+                              "computes it again", stacklevel=3)
         self._memo[name] = value
         return value
 

@@ -92,10 +92,18 @@ def test_interrupted_run_keeps_the_previous_folder(tiny, monkeypatch):
 
 
 def test_run_dir_resolution(monkeypatch, tmp_path):
+    from esi.params import DEFAULTS
+
     monkeypatch.delenv("ESI_RUN_DIR", raising=False)
     assert pipeline.resolve_run_dir("") == pipeline.REPORTS_DIR / "interactive"
+    # with the parameters: one folder per parameter set (tests/test_handover.py)
+    one = pipeline.resolve_run_dir("", dict(DEFAULTS))
+    assert one.parent == pipeline.REPORTS_DIR / "interactive"
+    assert one == pipeline.interactive_folder(dict(DEFAULTS))[0]
+    assert pipeline.resolve_run_dir("", dict(DEFAULTS, caliper=0.1)) != one
     monkeypatch.setenv("ESI_RUN_DIR", str(tmp_path))
     assert pipeline.resolve_run_dir("") == tmp_path
+    assert pipeline.resolve_run_dir("", dict(DEFAULTS)) == tmp_path
     assert pipeline.resolve_run_dir("reports/x") == pipeline.PROJECT_ROOT / "reports" / "x"
 
 
