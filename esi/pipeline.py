@@ -171,7 +171,8 @@ def interactive_folder(params: dict[str, Any], data_sha256: str | None = None
     Each parameter set gets its own folder, ``reports/interactive/<key>/``, so that files made
     with different parameters never sit side by side: the key is a hash of the data file's
     SHA-256 and of every parameter that changes a result (the run parameters, with
-    ``data_path`` and ``mapping`` resolved, and notebook parameters such as ``power_n_sim``
+    ``data_path`` and ``mapping`` resolved - shown relative to the project when inside it -,
+    and notebook parameters such as ``power_n_sim``
     when they differ from their defaults).
 
     Returns
@@ -187,7 +188,7 @@ def interactive_folder(params: dict[str, Any], data_sha256: str | None = None
         if k in _HOW_PARAMS or (k not in DEFAULTS and SENSITIVITY_DEFAULTS.get(k, ...) == v):
             continue
         if k in ("data_path", "mapping") and v:
-            v = str(_resolve(v))
+            v = _display_path(_resolve(v))  # relative to the project when inside it
         parts[k] = v
     sha = data_sha256 or sha256_of(resolve(params["data_path"]))
     record = {"data_sha256": sha, "parameters": parts}

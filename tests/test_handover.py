@@ -229,7 +229,9 @@ def test_interactive_runs_keep_one_parameter_set_per_folder(tmp_path, monkeypatc
     record = json.loads((a.run_dir / "params.json").read_text())
     assert record["data_sha256"] == sha256_of(a.data_path)
     assert record["parameters"]["caliper"] == 0.2
-    assert record["parameters"]["data_path"] == str(a.data_path)
+    assert record["parameters"]["data_path"] == "data/synthetic/esi_registry_synthetic.csv"
+    absolute = dict(DEFAULTS, data_path=str(a.data_path))  # the same file, named otherwise
+    assert pipeline.Analysis(absolute).run_dir == a.run_dir
     assert "run_dir" not in record["parameters"] and "Every file" in record["note"]
     a.write_csv("balance.csv", a.match().balance())
     assert (a.run_dir / "balance.csv").exists()
