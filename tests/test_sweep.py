@@ -218,7 +218,15 @@ def test_stop_pool_stops_local_pools_and_dask_executors():
         assert fut.cancelled()
 
 
-def test_stop_pool_stops_workers_that_ignore_sigterm():
+def _mark_then_sleep(marker: str) -> None:
+    import pathlib
+    import time
+
+    pathlib.Path(marker).write_text("started")
+    time.sleep(60)
+
+
+def test_stop_pool_stops_workers_that_ignore_sigterm(tmp_path):
     """A worker that does not end on SIGTERM is killed after the grace period."""
     import signal
     import time
@@ -229,8 +237,9 @@ def test_stop_pool_stops_workers_that_ignore_sigterm():
 
     pool = ProcessPoolExecutor(max_workers=1, initializer=signal.signal,
                                initargs=(signal.SIGTERM, signal.SIG_IGN))
-    fut = pool.submit(time.sleep, 60)
-    while not fut.running():
+    marker = tmp_path / "started"
+    pool.submit(_mark_then_sleep, str(marker))
+    while not marker.exists():  # the task runs: the worker's initializer has run before it
         time.sleep(0.05)
     procs = list(pool._processes.values())
     stop_pool(pool, grace=1.0)
