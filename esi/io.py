@@ -10,6 +10,7 @@ shortest round-trip floats, ``\\n`` line ends). Files are written atomically.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -118,12 +119,18 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator:
 
 
 def partial_folder(target: str | os.PathLike[str]) -> Path:
-    """Create the temporary build folder of ``target``: ``.<name>.partial-*`` beside it, with
-    the usual folder permissions (not ``mkdtemp``'s 0700). See :func:`publish_folder`.
+    """Create the temporary build folder of ``target``: ``.<name>.partial-*`` beside it.
+
+    The folder is private to the user (0700, as ``mkdtemp`` makes it) while it is built: it
+    may hold the hand-over files of the analysis (``state/``, patient data). It records the
+    process building it (:data:`esi.processes.OWNER_FILE`), so that a later run can remove
+    it when that process was killed (:func:`remove_stale_partials`). :func:`seal_partial`
+    gives it the usual permissions once it is complete; see :func:`publish_folder`.
 
     Raises :class:`esi.outputs.OutputRefused` when the folder cannot be created there.
     """
     from esi.outputs import OutputRefused
+    from esi.processes import write_owner
 
     target = Path(target)
     try:
@@ -131,8 +138,55 @@ def partial_folder(target: str | os.PathLike[str]) -> Path:
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     except OSError as exc:  # a read-only place, a file in the way: named, no traceback
         raise OutputRefused(target, f"cannot be written ({exc.strerror or exc})") from None
+    try:
+        write_owner(build)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return build
+
+
+def seal_partial(build: str | os.PathLike[str]) -> Path:
+    """Make a complete build folder of :func:`partial_folder` ready to publish: remove its
+    owner record and give it the usual folder permissions (not ``mkdtemp``'s 0700)."""
+    from esi.processes import OWNER_FILE
+
+    build = Path(build)
+    (build / OWNER_FILE).unlink(missing_ok=True)
     os.chmod(build, 0o777 & ~_umask())
     return build
+
+
+#: Names :func:`partial_folder` gives (``tempfile.mkdtemp`` adds 8 letters, digits or ``_``).
+_PARTIAL_NAME = re.compile(r"^\..+\.partial-[A-Za-z0-9_]+$")
+
+
+def remove_stale_partials(parent: str | os.PathLike[str]) -> list[Path]:
+    """Remove the partial folders in ``parent`` that a killed run or sweep left behind.
+
+    Only folders that esi made are touched: named ``.<name>.partial-*``, a real folder of this
+    user, holding an owner record (:func:`esi.processes.owner_is_gone`) that names a process
+    of this host that no longer runs. A folder still being built, one of another host or one
+    without the record is left alone.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The folders removed.
+    """
+    from esi.processes import _removable, owner_is_gone
+
+    parent = Path(parent)
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if _PARTIAL_NAME.match(entry.name) and _removable(entry) and owner_is_gone(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def publish_folder(build: str | os.PathLike[str], target: str | os.PathLike[str],
@@ -140,7 +194,8 @@ def publish_folder(build: str | os.PathLike[str], target: str | os.PathLike[str]
     """Mark the finished ``build`` folder as an esi output of ``kind`` and rename it to
     ``target``, replacing an older ``target`` only when esi made it.
 
-    The marker (:func:`esi.outputs.write_marker`) is written last into ``build``. An existing
+    ``build`` is sealed first (:func:`seal_partial`: owner record removed, usual permissions),
+    then the marker (:func:`esi.outputs.write_marker`) is written last into it. An existing
     ``target`` is replaced only when it is empty or a complete earlier esi output of the same
     kind holding only the files its marker lists (:func:`esi.outputs.check_replaceable`);
     anything else raises :class:`esi.outputs.OutputRefused` and ``target`` is left as it was.
@@ -151,6 +206,7 @@ def publish_folder(build: str | os.PathLike[str], target: str | os.PathLike[str]
 
     build, target = Path(build), Path(target)
     check_replaceable(target, kind)
+    seal_partial(build)
     write_marker(build, kind)
     if target.exists() or target.is_symlink():
         trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))

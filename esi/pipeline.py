@@ -4,18 +4,20 @@ Two halves:
 
 * :class:`Analysis` is what a notebook holds. It takes the checked run parameters and gives the
   stages of the study - the registry, the cohort, the match, the outcome comparisons - each
-  computed once per run folder and handed to the next notebook through a file in
-  ``<run folder>/state/`` (keyed by the data's SHA-256 and the parameters the stage depends on),
-  never through memory. A notebook run on its own (JupyterLab, the papermill CLI) computes
+  computed once per run folder and handed to the next notebook through Parquet and JSON files
+  in ``<run folder>/state/`` (:mod:`esi.handover`; keyed by the data's SHA-256, the
+  parameters the stage depends on and the version of the code), never through memory and
+  never as pickles. A notebook run on its own (JupyterLab, the papermill CLI) computes
   whatever stage it does not find.
 * :func:`run` executes the numbered notebooks with papermill into a temporary folder, renders
   each to HTML without code, writes ``index.html`` and ``provenance.json``, checks the tidy result
   files, and only then renames the folder into place. A failing or interrupted run leaves no
-  folder that looks complete.
+  folder that looks complete, and no process behind (:mod:`esi.processes`).
 
 The run folder of a notebook is its ``run_dir`` parameter; when that is empty, the
-``ESI_RUN_DIR`` environment variable (set by ``esi run`` and by the nbval replay), else
-``reports/interactive/``.
+``ESI_RUN_DIR`` environment variable (set by ``esi run`` and by the nbval replay), else one
+folder per parameter set, ``reports/interactive/<key>/`` (:func:`interactive_folder`), whose
+``params.json`` says which data and parameters made every file in it.
 """
 
 from __future__ import annotations
@@ -25,14 +27,13 @@ import hashlib
 import html
 import json
 import os
-import pickle
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import weakref
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
@@ -41,9 +42,23 @@ from typing import Any
 
 import pandas as pd
 
-from esi.io import atomic_write, partial_folder, publish_folder, read_registry, sha256_of
+from esi.io import (
+    atomic_write,
+    partial_folder,
+    publish_folder,
+    read_registry,
+    remove_stale_partials,
+    sha256_of,
+)
 from esi.outputs import OutputRefused, check_output_target, is_reports_index
-from esi.params import NOTEBOOK_EXTRA, ParameterError, check_params, load_params
+from esi.params import (
+    DEFAULTS,
+    NOTEBOOK_EXTRA,
+    SENSITIVITY_DEFAULTS,
+    ParameterError,
+    check_params,
+    load_params,
+)
 from esi.paths import (
     DEFAULT_PARAMS,
     KERNEL_NAME,
@@ -62,6 +77,7 @@ __all__ = [
     "run",
     "run_cli",
     "resolve_run_dir",
+    "interactive_folder",
     "notebook_extra",
     "is_synthetic",
     "write_reports_index",
@@ -109,6 +125,10 @@ ROW_LEVEL_COLUMNS = ("treated", "control", "y_treated", "y_control", "patient_id
 SMALL_CELL_THRESHOLD = 5
 
 _COHORT_KEYS = ("data_path", "mapping", "sheet")
+
+_INTERACTIVE_NOTE = ("Every file in this folder was made by notebooks run interactively with "
+                     "these parameters on the data file with this SHA-256 (esi.pipeline."
+                     "interactive_folder); another parameter set gets another folder.")
 _MATCH_KEYS = _COHORT_KEYS + ("covariates", "distance", "mahvars", "method", "ratio",
                               "caliper", "replace", "exact", "seed")
 
@@ -117,14 +137,63 @@ class RunFailed(RuntimeError):
     """A notebook of ``esi run`` raised; the message names the notebook and the error."""
 
 
-def resolve_run_dir(run_dir: str | os.PathLike[str] | None) -> Path:
-    """The run folder for a notebook's ``run_dir`` parameter (see the module docstring)."""
+def resolve_run_dir(run_dir: str | os.PathLike[str] | None,
+                    params: dict[str, Any] | None = None) -> Path:
+    """The run folder for a notebook's ``run_dir`` parameter (see the module docstring).
+
+    Parameters
+    ----------
+    run_dir
+        The parameter; used when not empty.
+    params
+        The checked run parameters: when neither ``run_dir`` nor ``ESI_RUN_DIR`` is set, the
+        folder is :func:`interactive_folder` of them (without them, the folder holding the
+        interactive folders, ``reports/interactive``).
+    """
     if run_dir:
         return resolve(run_dir)
     env = os.environ.get("ESI_RUN_DIR")
     if env:
         return resolve(env)
-    return REPORTS_DIR / "interactive"
+    if params is None:
+        return REPORTS_DIR / "interactive"
+    return interactive_folder(params)[0]
+
+
+#: Parameters that change how a result is computed, not what it is (left out of the
+#: interactive folder's key).
+_HOW_PARAMS = ("run_dir", "multiverse_workers")
+
+
+def interactive_folder(params: dict[str, Any], data_sha256: str | None = None
+                       ) -> tuple[Path, dict[str, Any]]:
+    """The run folder of notebooks run interactively (no ``run_dir``, no ``ESI_RUN_DIR``).
+
+    Each parameter set gets its own folder, ``reports/interactive/<key>/``, so that files made
+    with different parameters never sit side by side: the key is a hash of the data file's
+    SHA-256 and of every parameter that changes a result (the run parameters, with
+    ``data_path`` and ``mapping`` resolved - shown relative to the project when inside it -,
+    and notebook parameters such as ``power_n_sim``
+    when they differ from their defaults).
+
+    Returns
+    -------
+    tuple of (pathlib.Path, dict)
+        The folder, and what its ``params.json`` records: ``data_sha256`` and
+        ``parameters``.
+    """
+    from esi.paths import resolve as _resolve
+
+    parts: dict[str, Any] = {}
+    for k, v in params.items():
+        if k in _HOW_PARAMS or (k not in DEFAULTS and SENSITIVITY_DEFAULTS.get(k, ...) == v):
+            continue
+        if k in ("data_path", "mapping") and v:
+            v = _display_path(_resolve(v))  # relative to the project when inside it
+        parts[k] = v
+    sha = data_sha256 or sha256_of(resolve(params["data_path"]))
+    record = {"data_sha256": sha, "parameters": parts}
+    return REPORTS_DIR / "interactive" / _key(record), record
 
 
 def is_synthetic(params: dict[str, Any]) -> bool:
@@ -159,17 +228,19 @@ class Analysis:
 
     Notes
     -----
-    Each stage is computed at most once per run folder: its result is pickled into
-    ``state/<stage>-<key>.pkl`` where the key hashes the data file's SHA-256 and the parameters
-    the stage depends on. Pickles are an internal hand-over between the notebooks of one run,
-    made and read by the same installed versions; they are not a result format (the tidy CSV
-    files are).
+    Each stage is computed at most once per run folder: its result is written as
+    ``state/<stage>-<key>/`` (:func:`esi.handover.save`: Parquet tables and a JSON manifest,
+    private to the user) where the key hashes the data file's SHA-256, the parameters the stage
+    depends on and the version of the esi code (:func:`esi.handover.code_version`). A
+    hand-over that does not parse or whose key parts differ is recomputed, never trusted;
+    nothing in it is executed. Hand-overs are internal to one run folder; they are not a
+    result format (the tidy CSV files are).
     """
 
     def __init__(self, params: dict[str, Any], extra: tuple[str, ...] = (),
                  persist: bool = True):
         self.params = check_params(dict(params), source="notebook parameters", extra=extra)
-        self.run_dir = resolve_run_dir(self.params.get("run_dir"))
+        self._run_dir: Path | None = None
         self.data_path = resolve(self.params["data_path"])
         self.synthetic = is_synthetic(self.params)
         #: Counts below this are shown as "<N" for real data; None for synthetic data.
@@ -177,23 +248,64 @@ class Analysis:
         self.persist = persist
         self._memo: dict[str, Any] = {}
 
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (:func:`resolve_run_dir`). An interactive folder
+        (:func:`interactive_folder`) is created with its ``params.json`` on first use."""
+        if self._run_dir is None:
+            if self.params.get("run_dir") or os.environ.get("ESI_RUN_DIR"):
+                self._run_dir = resolve_run_dir(self.params.get("run_dir"))
+            else:
+                folder, record = interactive_folder(self.params, self.data_sha256)
+                if not (folder / "params.json").exists():
+                    with atomic_write(folder / "params.json") as fh:
+                        json.dump({**record, "note": _INTERACTIVE_NOTE}, fh, indent=2,
+                                  sort_keys=True, default=str)
+                        fh.write("\n")
+                self._run_dir = folder
+        return self._run_dir
+
     # --- hand-over ---------------------------------------------------------------------
+    def state_key(self, name: str, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """The hand-over key of stage ``name`` and the parts it hashes: the stage, the data's
+        SHA-256, the parameters ``keys``, whether the data are synthetic, the code version
+        (:func:`esi.handover.code_version`) and the hand-over format."""
+        from esi.handover import FORMAT, code_version
+
+        parts = {"stage": name, "data": self.data_sha256,
+                 **{k: self.params[k] for k in keys}, "synthetic": self.synthetic,
+                 "code": code_version(), "format": FORMAT}
+        return _key(parts), parts
+
     def _stage(self, name: str, keys: tuple[str, ...], compute: Callable[[], Any]) -> Any:
         if name in self._memo:
             return self._memo[name]
         if not self.persist:
             self._memo[name] = compute()
             return self._memo[name]
-        key = _key({"data": self.data_sha256, **{k: self.params[k] for k in keys},
-                    "synthetic": self.synthetic})
-        path = self.run_dir / "state" / f"{name}-{key}.pkl"
-        if path.exists():
-            with open(path, "rb") as fh:
-                value = pickle.load(fh)
-        else:
+        from esi.handover import HandoverError, load, private_folder, save
+
+        key, parts = self.state_key(name, keys)
+        folder = self.run_dir / "state" / f"{name}-{key}"
+        try:
+            private_folder(folder.parent)
+        except HandoverError as exc:
+            warnings.warn(f"{exc}; the {name} stage is kept in memory", stacklevel=3)
+            self._memo[name] = compute()
+            return self._memo[name]
+        try:
+            value = load(folder, parts)
+        except HandoverError:  # absent, unreadable or not this key: computed again
             value = compute()
-            with atomic_write(path, "wb") as fh:
-                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                why = "" if save(folder, value, parts) else "it does not read back identically"
+            except HandoverError as exc:
+                why = str(exc)
+            except (TypeError, ValueError, OSError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            if why:
+                warnings.warn(f"the {name} stage is not handed over ({why}); each notebook "
+                              "computes it again", stacklevel=3)
         self._memo[name] = value
         return value
 
@@ -512,15 +624,46 @@ def _render_html(notebook: Path, target: Path) -> None:
 def _ipc_kernel_manager() -> type:
     """A kernel manager that talks to its kernel over IPC sockets in a private temporary
     folder: no TCP ports to race for when several runs start kernels at once (papermill issue
-    511), no unencrypted-TCP warning."""
+    511), no unencrypted-TCP warning.
+
+    The folder (``esi-kernel-*`` in the temporary folder, 0700) also holds the connection
+    file, and records the process that owns it (:func:`esi.processes.write_owner`); it is
+    removed when the kernel is shut down, by :func:`esi.processes.kill_kernels` otherwise, or
+    by a later run when its owner was killed (:func:`esi.processes.remove_stale_kernel_folders`).
+    The kernel gets a SIGKILL when the process that started it dies
+    (:func:`esi.processes.kernel_preexec`)."""
+    import functools
+
     from jupyter_client.manager import AsyncKernelManager
+
+    from esi.processes import (
+        KERNEL_FOLDER_PREFIX,
+        kernel_preexec,
+        register_kernel,
+        unregister_kernel,
+        write_owner,
+    )
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(transport="ipc", **kwargs)
-            folder = tempfile.mkdtemp(prefix="esi-kernel-")
-            self.ip = os.path.join(folder, "kernel")
-            weakref.finalize(self, shutil.rmtree, folder, True)
+            self._esi_folder = tempfile.mkdtemp(prefix=KERNEL_FOLDER_PREFIX)
+            write_owner(self._esi_folder)
+            self.ip = os.path.join(self._esi_folder, "kernel")
+            self.connection_file = os.path.join(self._esi_folder, "connection.json")
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["preexec_fn"] = functools.partial(kernel_preexec, os.getpid())
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                register_kernel(process, self._esi_folder)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                process = getattr(self.provisioner, "process", None)
+                unregister_kernel(getattr(process, "pid", None), self._esi_folder)
 
         async def _async_interrupt_kernel(self) -> None:
             # jupyter_client sends SIGINT before every shutdown request; an idle kernel then
@@ -537,6 +680,8 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
              timeout: float) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
+    from esi.processes import kill_kernels
 
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel,
@@ -559,6 +704,8 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
                                f"{src.name} ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0]}); {_KERNEL_FIX}") from None
         raise
+    finally:
+        kill_kernels()  # a kernel that was not shut down (an interruption, a crash)
 
 
 def _run_one(name: str, src: Path, dst: Path, html_path: Path, parameters: dict[str, Any],
@@ -590,8 +737,11 @@ def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[st
     import nbconvert  # noqa: F401
     import papermill  # noqa: F401
 
+    from esi.processes import pool_worker_init
+
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method),
+                               initializer=pool_worker_init, initargs=(os.getpid(),))
     try:
         submitted = {}
         for name, src, dst, html_path in sorted(jobs, key=lambda j: j[0] not in START_FIRST):
@@ -613,10 +763,18 @@ def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[st
     return {name: timings[name] for name, *_ in jobs}
 
 
-def stop_pool(pool: Any) -> None:
-    """Shut a local process pool or a Dask executor down without waiting (a failed or
-    interrupted run or sweep): cancel what has not started, terminate local workers still
-    running (Dask's executor cancels its running futures itself)."""
+def stop_pool(pool: Any, grace: float = 10.0) -> None:
+    """Stop a local process pool or a Dask executor without awaiting its work (a failed or
+    interrupted run or sweep).
+
+    What has not started is cancelled. Local workers still running get a SIGTERM, on which
+    they kill their Jupyter kernels and exit (:func:`esi.processes.pool_worker_init`); a
+    worker that has not ended ``grace`` seconds later is killed. When this returns, every
+    local worker has ended, so nothing writes into the run's folder any more. Dask's executor
+    cancels its running futures itself.
+    """
+    from multiprocessing.connection import wait as wait_ended
+
     procs = list((getattr(pool, "_processes", None) or {}).values())
     if isinstance(pool, ProcessPoolExecutor):
         pool.shutdown(wait=False, cancel_futures=True)
@@ -624,6 +782,16 @@ def stop_pool(pool: Any) -> None:
         pool.shutdown(wait=False)
     for proc in procs:
         proc.terminate()
+    # A worker has ended when its sentinel is ready; is_alive() is no test here, as the
+    # pool's own thread may reap the worker first (then is_alive() may still say True).
+    for proc in procs:
+        try:
+            sentinel = proc.sentinel
+        except ValueError:  # closed: the process has been joined and released
+            continue
+        if not wait_ended([sentinel], grace):
+            proc.kill()
+            wait_ended([sentinel], grace)
 
 
 def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
@@ -665,10 +833,24 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
         A notebook raised or a result file is missing; the partial folder is removed.
     esi.outputs.OutputRefused
         ``out`` may not be written (see :mod:`esi.outputs`); nothing was run or changed.
+    KeyboardInterrupt
+        Interrupted (:class:`esi.processes.Interrupted` for a signal): the notebooks still
+        running are stopped, their kernels killed, the partial folder removed.
+
+    Notes
+    -----
+    The partial folder is private (0700) until it is complete. Partial folders beside ``out``
+    that a killed run left behind (:func:`esi.io.remove_stale_partials`) and kernel folders
+    of killed runs are removed first.
     """
+    from esi.processes import deferred_signals, remove_stale_kernel_folders
+
     data_path = resolve(params["data_path"])
     mapping = resolve(params["mapping"]) if params.get("mapping") else None
     out = check_output_target(out, "run", inputs=(data_path, mapping))
+    for stale in remove_stale_partials(out.parent):
+        log(f"removed {stale.name}, left by a run that was killed")
+    remove_stale_kernel_folders()
     build = partial_folder(out)
     started = _dt.datetime.now(_dt.UTC)
     t0 = time.perf_counter()
@@ -710,6 +892,8 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
             raise RunFailed(f"the notebooks did not write {', '.join(missing)}")
         shutil.rmtree(build / "state", ignore_errors=True)
         _write_index(build, params, provenance)
+        with deferred_signals():  # published whole, or not at all
+            publish_folder(build, out, "run")
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -719,11 +903,6 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    try:
-        publish_folder(build, out, "run")
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     if out.parent.resolve() == REPORTS_DIR.resolve():
         write_reports_index()
     return out
@@ -869,9 +1048,12 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     if broken:
         print(f"esi run: {broken}; nothing was run", file=sys.stderr)
         return 2
+    from esi.processes import exit_code, interruptible
+
     try:
-        folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
-                     log=lambda m: print(m, file=sys.stderr), workers=workers)
+        with interruptible() as guard:
+            folder = run(p, target, timeout=timeout, params_source=str(params or "default"),
+                         log=lambda m: print(m, file=sys.stderr), workers=workers)
     except KernelFailed as exc:
         print(f"esi run: {exc}", file=sys.stderr)
         return 2
@@ -881,8 +1063,23 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     except (RegistryError, OutputRefused) as exc:
         print(f"esi run: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, SIGHUP (esi.processes.Interrupted)
+        print(f"esi run: {_interrupted(exc)}; the notebooks were stopped and the partial "
+              "folder removed, nothing was written", file=sys.stderr)
+        return exit_code(exc)
     print(f"reports written to {folder}/index.html")
+    if guard.received is not None:  # arrived while the folder was being published
+        from esi.processes import Interrupted
+
+        late = Interrupted(guard.received)
+        print(f"esi run: {late} after the reports were complete", file=sys.stderr)
+        return exit_code(late)
     return 0
+
+
+def _interrupted(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text.startswith("interrupted") else "interrupted"
 
 
 def notebook_extra() -> tuple[str, ...]:

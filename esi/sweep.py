@@ -25,7 +25,10 @@ With ``--reports`` each point is a papermill parameter sweep step: the whole of 
 parallel, the notebooks of one point in order.
 
 The sweep folder is built under a temporary name beside ``DIR`` and renamed into place at the
-end, so an interrupted sweep leaves no folder that looks complete.
+end, so an interrupted sweep leaves no folder that looks complete. SIGINT, SIGTERM or SIGHUP
+stop the workers (and their kernels) and remove it; the workers of a killed sweep end with it
+(:mod:`esi.processes`), and the next sweep or run into the same parent folder removes what it
+left.
 """
 
 from __future__ import annotations
@@ -214,9 +217,12 @@ def _executor(workers: int | None, scheduler: str | None,
         except Exception:  # reported per point when the points run
             pass
 
+    from esi.processes import pool_worker_init
+
+    # Each worker ends when this process ends, however it ends, and takes its kernels along.
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
-                               mp_context=ctx), None
+    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx,
+                               initializer=pool_worker_init, initargs=(os.getpid(),)), None
 
 
 def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
@@ -284,6 +290,7 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
     except BaseException:  # interrupted: stop the points still running, do not await them
         from esi.pipeline import stop_pool
 
+        bar.close()
         stop_pool(executor)
         raise
     else:
@@ -395,16 +402,25 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
               timeout: float = 600.0) -> int:
     """``esi sweep``: returns 0 when every point ran, 1 when any failed, 2 for bad input.
 
-    The sweep folder is built as ``.<name>.partial-*`` beside ``out`` and renamed into place
-    when every point has ended (failed points included); an interrupted sweep removes it.
-    ``out`` (relative: from the current working folder) may replace only an earlier esi sweep
-    folder; anything else is refused before any point runs (:mod:`esi.outputs`).
+    The sweep folder is built as ``.<name>.partial-*`` beside ``out`` (private until
+    complete) and renamed into place when every point has ended (failed points included); an
+    interrupted sweep removes it and exits with 128 + the signal number (130 SIGINT, 143
+    SIGTERM, 129 SIGHUP). ``out`` (relative: from the current working folder) may replace
+    only an earlier esi sweep folder; anything else is refused before any point runs
+    (:mod:`esi.outputs`).
     """
     import shutil
 
-    from esi.io import partial_folder, publish_folder
+    from esi.io import partial_folder, publish_folder, remove_stale_partials
     from esi.outputs import OutputRefused, check_output_target
     from esi.paths import REPORTS_DIR, resolve
+    from esi.processes import (
+        Interrupted,
+        deferred_signals,
+        exit_code,
+        interruptible,
+        remove_stale_kernel_folders,
+    )
 
     extra: tuple[str, ...] = ()
     if reports:
@@ -427,23 +443,33 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
     inputs += [resolve(p[k]) for p in full for k in ("data_path", "mapping") if p.get(k)]
     try:  # before any work: the output may not replace anything esi did not make
         target = check_output_target(out if out else REPORTS_DIR / f"sweep-{Path(grid).stem}",
-                                     "sweep", inputs=inputs)
-        build = partial_folder(target)
+                                     "sweep", inputs=inputs).resolve()
     except OutputRefused as exc:
         print(printable(f"esi sweep: {exc}"), file=sys.stderr)
         return 2
     try:
-        table = sweep(points, full, workers=workers, scheduler=scheduler,
-                      reports=build if reports else None, timeout=timeout)
-        write_sweep(table, build, grid=Path(grid).name)
-        publish_folder(build, target, "sweep")
-    except OutputRefused as exc:  # something appeared at the target meanwhile
-        shutil.rmtree(build, ignore_errors=True)
-        print(f"esi sweep: {exc}", file=sys.stderr)
+        with interruptible() as guard:
+            for stale in remove_stale_partials(target.parent):
+                print(f"esi sweep: removed {stale.name}, left by a sweep or run that was "
+                      "killed", file=sys.stderr)
+            remove_stale_kernel_folders()
+            build = partial_folder(target)
+            try:
+                table = sweep(points, full, workers=workers, scheduler=scheduler,
+                              reports=build if reports else None, timeout=timeout)
+                write_sweep(table, build, grid=Path(grid).name)
+                with deferred_signals():  # published whole, or not at all
+                    publish_folder(build, target, "sweep")
+            except BaseException:
+                shutil.rmtree(build, ignore_errors=True)
+                raise
+    except OutputRefused as exc:  # not writable, or something appeared there meanwhile
+        print(printable(f"esi sweep: {exc}"), file=sys.stderr)
         return 2
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
+    except Interrupted as exc:
+        print(f"esi sweep: {exc}; the points were stopped and the partial folder removed, "
+              "nothing was written", file=sys.stderr)
+        return exit_code(exc)
     if target.parent == REPORTS_DIR.resolve():
         from esi.pipeline import write_reports_index
 
@@ -453,4 +479,8 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
         print(printable(f"esi sweep: point {r['point']} failed: {r['error']}"), file=sys.stderr)
     print(f"{len(table) - len(failed)} of {len(table)} point(s) ran; wrote {target}/sweep.csv, "
           f"specification_curve.png and index.html")
+    if guard.received is not None:  # arrived while the folder was being published
+        late = Interrupted(guard.received)
+        print(f"esi sweep: {late} after the sweep was complete", file=sys.stderr)
+        return exit_code(late)
     return 1 if len(failed) else 0

@@ -92,11 +92,91 @@ def test_interrupted_run_keeps_the_previous_folder(tiny, monkeypatch):
 
 
 def test_run_dir_resolution(monkeypatch, tmp_path):
+    from esi.params import DEFAULTS
+
     monkeypatch.delenv("ESI_RUN_DIR", raising=False)
     assert pipeline.resolve_run_dir("") == pipeline.REPORTS_DIR / "interactive"
+    # with the parameters: one folder per parameter set (tests/test_handover.py)
+    one = pipeline.resolve_run_dir("", dict(DEFAULTS))
+    assert one.parent == pipeline.REPORTS_DIR / "interactive"
+    assert one == pipeline.interactive_folder(dict(DEFAULTS))[0]
+    assert pipeline.resolve_run_dir("", dict(DEFAULTS, caliper=0.1)) != one
     monkeypatch.setenv("ESI_RUN_DIR", str(tmp_path))
     assert pipeline.resolve_run_dir("") == tmp_path
+    assert pipeline.resolve_run_dir("", dict(DEFAULTS)) == tmp_path
     assert pipeline.resolve_run_dir("reports/x") == pipeline.PROJECT_ROOT / "reports" / "x"
+
+
+PRIVATE_BUILD = """import os, pathlib, stat
+d = pathlib.Path(os.environ["ESI_RUN_DIR"])
+print("build mode", oct(stat.S_IMODE(d.stat().st_mode)), "owner",
+      (d / ".esi-owner.json").exists())
+for f in ["matched_pairs.csv", "balance.csv", "outcomes.csv", "reproduction.csv"]:
+    (d / f).write_text("x\\n1\\n")"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_partial_folder_is_private_and_kernels_leave_nothing(tiny, workers, monkeypatch):
+    import tempfile
+
+    tmp_path, nbdir, params, _ = tiny
+    tiny_notebook(nbdir / "02_b.ipynb", PRIVATE_BUILD)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where the kernels' folders go
+    out = pipeline.run(params, tmp_path / "run", timeout=120, log=lambda m: None,
+                       workers=workers)
+    assert "build mode 0o700 owner True" in (out / "02_b.html").read_text()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask  # published: the usual permissions
+    assert not (out / ".esi-owner.json").exists()
+    assert not list(tmp.glob("esi-kernel-*"))  # both kernels' folders removed
+
+
+def test_stale_partial_folders_are_removed_by_the_next_run(tiny, monkeypatch):
+    import socket
+    import subprocess
+    import tempfile
+
+    from esi.processes import OWNER_FILE, write_owner
+
+    tmp_path, _, params, _ = tiny
+
+    def partial(name: str, owner: dict | None) -> object:
+        d = tmp_path / name
+        (d / "state").mkdir(parents=True)
+        (d / "state" / "registry.parquet").write_text("patients")
+        if owner is not None:
+            (d / OWNER_FILE).write_text(json.dumps(owner))
+        return d
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()
+    dead = partial(".run.partial-dead1234", {"pid": gone.pid, "host": host,
+                                              "identity": "linux:old-boot:1"})
+    dead_sweep = partial(".sweep.partial-a_b1234", {"pid": gone.pid, "host": host,
+                                                    "identity": None})
+    unowned = partial(".run.partial-nowner12", None)  # not recognisably esi's: kept
+    elsewhere = partial(".run.partial-otherhst", {"pid": gone.pid, "host": host + "-other",
+                                                  "identity": "x"})
+    alive = tmp_path / ".run.partial-alive123"
+    alive.mkdir()
+    write_owner(alive)  # this process: still building
+    not_partial = partial("run.partial-notdot12", {"pid": gone.pid, "host": host,
+                                                   "identity": "x"})
+    kernels = tmp_path / "tmp"
+    stale_kernel = kernels / "esi-kernel-stale123"
+    stale_kernel.mkdir(parents=True)
+    (stale_kernel / OWNER_FILE).write_text(json.dumps({"pid": gone.pid, "host": host,
+                                                       "identity": "y"}))
+    monkeypatch.setattr(tempfile, "tempdir", str(kernels))
+    messages: list[str] = []
+    pipeline.run(params, tmp_path / "run", timeout=120, log=messages.append, workers=1)
+    assert not dead.exists() and not dead_sweep.exists() and not stale_kernel.exists()
+    assert unowned.exists() and elsewhere.exists() and alive.exists() and not_partial.exists()
+    assert any(".run.partial-dead1234" in m and "killed" in m for m in messages)
 
 
 def test_esi_run_refuses_an_invalid_registry(tmp_path, capsys):

@@ -180,6 +180,8 @@ def test_interrupted_sweep_leaves_no_folder(tmp_path, registry_file, monkeypatch
 def test_stop_pool_stops_local_pools_and_dask_executors():
     import time
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing.connection import wait as wait_ended
 
     import distributed
 
@@ -187,23 +189,64 @@ def test_stop_pool_stops_local_pools_and_dask_executors():
 
     pool = ProcessPoolExecutor(max_workers=1)
     futures = [pool.submit(time.sleep, 30) for _ in range(5)]
-    time.sleep(0.5)
+    while not futures[0].running():  # handed to the worker
+        time.sleep(0.05)
     procs = list(pool._processes.values())
-    t = time.perf_counter()
+    assert procs
     stop_pool(pool)
-    for proc in procs:  # the running sleep's worker is terminated, not awaited
-        proc.join(10)
-        assert not proc.is_alive()
-    while not all(f.done() for f in futures) and time.perf_counter() - t < 10:
-        time.sleep(0.05)  # the pool's manager thread settles the futures
-    assert all(f.done() for f in futures) and time.perf_counter() - t < 10
+    # When stop_pool returns, every worker has ended: its sentinel is ready (a process that
+    # has ended, whoever reaps it; the pool's own thread may join it too, so is_alive() is no
+    # test here).
+    for proc in procs:
+        assert wait_ended([proc.sentinel], 0) == [proc.sentinel]
+    # The futures settle once the pool's thread has seen the worker go (polled: wait() is no
+    # help, a future cancelled by shutdown never notifies its waiters). The running sleep was
+    # terminated, not awaited: it fails rather than returns; the others are cancelled.
+    deadline = time.monotonic() + 120
+    while not all(f.done() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(f.done() for f in futures)
+    assert isinstance(futures[0].exception(), BrokenProcessPool)
+    assert all(f.cancelled() or isinstance(f.exception(), BrokenProcessPool)
+               for f in futures[1:])
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         executor = client.get_executor(pure=False)
         fut = executor.submit(time.sleep, 2)
         stop_pool(executor)  # Dask's shutdown takes no cancel_futures
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not fut.cancelled() and time.monotonic() < deadline:  # cancelling is async
             time.sleep(0.05)
         assert fut.cancelled()
+
+
+def _mark_then_sleep(marker: str) -> None:
+    import pathlib
+    import time
+
+    pathlib.Path(marker).write_text("started")
+    time.sleep(60)
+
+
+def test_stop_pool_stops_workers_that_ignore_sigterm(tmp_path):
+    """A worker that does not end on SIGTERM is killed after the grace period."""
+    import signal
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.connection import wait as wait_ended
+
+    from esi.pipeline import stop_pool
+
+    pool = ProcessPoolExecutor(max_workers=1, initializer=signal.signal,
+                               initargs=(signal.SIGTERM, signal.SIG_IGN))
+    marker = tmp_path / "started"
+    pool.submit(_mark_then_sleep, str(marker))
+    while not marker.exists():  # the task runs: the worker's initializer has run before it
+        time.sleep(0.05)
+    procs = list(pool._processes.values())
+    stop_pool(pool, grace=1.0)
+    for proc in procs:
+        assert wait_ended([proc.sentinel], 0) == [proc.sentinel]
+        proc.join()
+        assert proc.exitcode == -signal.SIGKILL
