@@ -118,7 +118,11 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
         print(f"esi multiverse: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     out = Path(args.out) if args.out else REPORTS_DIR / "multiverse"
-    path = run_multiverse(params, out)
+    try:
+        path = run_multiverse(params, out)
+    except ParameterError as exc:  # e.g. synthetic: true for a registry esi did not generate
+        print(f"esi multiverse: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -159,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YAML mapping from your column names and codes to the schema's "
                         "(see params/mapping.example.yaml)")
     p.add_argument("--synthetic", action="store_true",
-                   help="treat --data as synthetic (row-level output allowed); any file other "
-                        "than the shipped synthetic registry is treated as real otherwise")
+                   help="assert that the registry is one `esi synth` wrote (refused with exit 2 "
+                        "otherwise); whether data are synthetic is decided by the data alone: "
+                        "the header seed and the file's SHA-256")
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up on a notebook after this long (default 600)")
     p.add_argument("--workers", type=int, default=None, metavar="N",

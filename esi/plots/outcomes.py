@@ -114,7 +114,7 @@ def forest_plot(outcomes_table: pd.DataFrame, ax: Axes | None = None, *,
 
 
 def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | None = None, *,
-                    missing: str = "complete_case") -> Figure:
+                    missing: str = "complete_case", suppress_below: int | None = None) -> Figure:
     """Mean leg pain, back pain and ODI at baseline, 4 and 12 weeks by imaging group.
 
     Parameters
@@ -128,6 +128,9 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
         Three Axes (leg pain, back pain, ODI) to draw on; default a new 1 x 3 figure.
     missing
         Single-imputation rule applied first (``"complete_case"``, ``"locf"``, ``"bocf"``).
+    suppress_below
+        Real data: a visit seen by 1 .. suppress_below - 1 patients of a group is not drawn
+        and its n reads ``<5`` (:func:`esi.disclosure.shown_count`).
 
     Returns
     -------
@@ -159,6 +162,8 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
     weeks = (0, *TIMEPOINTS)
     from scipy import stats
 
+    from esi.disclosure import shown_count
+
     for a, (field, title) in zip(axes, measures, strict=True):
         for g, (label, colour, marker) in _GROUP_STYLE.items():
             sub = reg[group == g]
@@ -167,8 +172,11 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
                 col = f"baseline_{field}" if t == 0 else f"{field}_{t}w"
                 vals = _float(sub[col]).dropna().to_numpy() if col in sub else np.array([])
                 n = len(vals)
-                m = vals.mean() if n else np.nan
-                half = (stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+                if suppress_below is not None and 0 < n < suppress_below:
+                    vals = np.array([])  # a small group's mean is not drawn
+                m = vals.mean() if len(vals) else np.nan
+                half = (stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / np.sqrt(n)
+                        if len(vals) > 1 else np.nan)
                 means.append(m)
                 lows.append(m - half)
                 highs.append(m + half)
@@ -177,7 +185,7 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
             x = np.asarray(weeks, dtype=float) + offset
             a.errorbar(x, means, yerr=[np.subtract(means, lows), np.subtract(highs, means)],
                        color=colour, marker=marker, capsize=3,
-                       label=f"{label} (n = {'/'.join(map(str, ns))})")
+                       label=f"{label} (n = {'/'.join(shown_count(k, suppress_below) for k in ns)})")
         a.set_xticks(weeks, ["Baseline", "4 wk", "12 wk"])
         a.set_title(title, fontsize=10)
         a.legend(fontsize=7, loc="best")
