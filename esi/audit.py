@@ -921,10 +921,13 @@ def run_audit(run_dir: str | Path, published_path: str | Path | pd.DataFrame = P
     published = read_published(published_path)
     if not (run_dir / "outcomes.csv").exists():
         raise ValueError(f"run_dir {run_dir} has no outcomes.csv")
-    outcomes = pd.read_csv(run_dir / "outcomes.csv")
+    # Real-data result files show hidden cells as "<5" and "-" (esi.disclosure): read as
+    # missing, so a hidden figure is not reproduced rather than guessed.
+    hidden = ["<5", "-"]
+    outcomes = pd.read_csv(run_dir / "outcomes.csv", na_values=hidden)
     pairs = (pd.read_csv(run_dir / "matched_pairs.csv", dtype={"treated": str, "control": str})
              if (run_dir / "matched_pairs.csv").exists() else None)
-    flow = (pd.read_csv(run_dir / "cohort_flow.csv")
+    flow = (pd.read_csv(run_dir / "cohort_flow.csv", na_values=hidden)
             if (run_dir / "cohort_flow.csv").exists() else None)
     sources = reproduced_figures(published, outcomes, pairs, flow)
     tables = {"reproduction": reproduce(published, sources), "reproduction_sources": sources}
