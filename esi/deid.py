@@ -17,7 +17,9 @@ call them.
   ``~/.config/esi/pseudonym.key``, or the path in the environment variable
   ``ESI_PSEUDONYM_KEY``), created on first use with permissions 0600.
 * :func:`suppress_small_counts` and :func:`suppress_count_text` show counts between 1 and
-  ``threshold - 1`` as ``"<5"`` (small-cell suppression) and hide their percentages.
+  ``threshold - 1`` as ``"<5"`` in explicitly named cells (primary suppression only). The
+  outputs of a run use :func:`esi.disclosure.disclose` instead, which knows each table's
+  declared counts and adds secondary suppression.
 * :func:`scan_for_markers` reads every file under a folder and reports where any marker
   string (a value seeded into a test registry) occurs: the check that no row-level data leaks
   into a report.
@@ -27,9 +29,15 @@ What counts as an identifier, and what does not
 Exact dates other than a date of birth (procedure, MRI, survey timestamps) are *not* reported
 as identifiers: they are reduced by :func:`reduce_dates` (schema columns) or removed by the
 import mapping (other columns). A column of dates is judged a date of birth by its name
-(``dob``, ``birth_date``, ...) or when most of its dates lie before 1990-01-01, the earliest
-procedure date the schema accepts (:data:`esi.schema.EARLIEST_DATE`). The schema's own columns
-and codes are never reported (a test runs :func:`find_identifiers` over a valid registry).
+(``dob``, ``birth_date``, ...), when most of its dates lie before 1990-01-01, the earliest
+procedure date the schema accepts (:data:`esi.schema.EARLIEST_DATE`), or - for people of any
+adult age - when at least 80% of its dates lie 18 to 110 years before the row's procedure
+date (else its latest other date, else today): an MRI or visit date lies within months of the
+procedure and never does. Free text naming a person (``Mr. Okafor``, ``patient: Anna Berg``,
+``John Smith came ...``) and a column of bare 5-digit codes (ZIP codes in a neutrally named
+column) are identifiers too. Every column of a file is judged, the ones a mapping drops
+included (:func:`esi.imports.apply_mapping`). The schema's own columns and codes are never
+reported (a test runs :func:`find_identifiers` over a valid registry).
 """
 
 from __future__ import annotations

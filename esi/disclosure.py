@@ -29,7 +29,7 @@ The rule (also in ``data/README.md``, from :func:`rule_text`)
    the percentage that follows a hidden count is dropped (``"3/14 (21.4%)"`` -> ``"<5/14"``).
 4. Columns naming patients or holding one patient's value (``treated``, ``control``,
    ``y_treated``, ``y_control``, ``patient_id``) are dropped, except in ``matched_pairs.csv``,
-   whose ids are keyed pseudonyms (:mod:`esi.deid`).
+   whose ids are keyed pseudonyms (``esi/deid.py``).
 5. Nothing else is touched: identifiers of rows, parameters (``spec_id``, ``ratio``,
    ``timepoint_weeks``, ``seed`` ...), published reference values and every undeclared column
    keep their values and types.
