@@ -302,8 +302,8 @@ def _unsafe(cells: _Cells, s: Sum) -> bool:
     n_primary = sum(cells.state[p] == "primary" for p in hidden) + int(rest_small)
     if n_hidden < 2:
         return True
-    if not n_primary:
-        return False
+    if not n_primary or any(cells.value.get(p) is None for p in hidden):
+        return False  # (a part hidden by an earlier disclosure: that one made the sum safe)
     size = sum(cells.low(p) for p in hidden) + (rest if rest is not None else t)
     return size < (t - 1) * n_primary + t
 

@@ -210,6 +210,8 @@ def outcome_findings(outcomes: pd.DataFrame, larger: pd.DataFrame, historical: p
                 f"{_num(r['mean_controls'])} (SD {_num(r['sd_controls'])}); {_p(r['p_value'])}")
 
     def rate(r: pd.Series) -> str:
+        if _hidden(r["percent_cases"]) or _hidden(r["percent_controls"]):
+            return f"not shown (counts below {suppress_below})"
         return (f"{_num(r['percent_cases'])}% vs. {_num(r['percent_controls'])}%; "
                 f"{_p(r['p_value'])}")
 

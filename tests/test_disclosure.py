@@ -135,6 +135,7 @@ def test_table2_text_cells():
     assert out.loc[1, ["n_cases", "cases", "p_value"]].tolist() == [SMALL, HIDDEN, HIDDEN]
     assert out.loc[1, "text"] == "- vs. - ; P = -".replace(" ;", ";")
     assert out["timepoint_weeks"].tolist() == [4, 4] and out["label"].equals(t2["label"])
+    pd.testing.assert_frame_equal(disclose(out, "table2"), out)  # a shown table again: as is
 
 
 def test_table1_levels_and_binary_rows():

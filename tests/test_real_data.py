@@ -180,6 +180,7 @@ def test_small_counts_hidden_in_the_tables_the_issue_names(real_run):
     out = real_run[0]
     t2 = pd.read_csv(out / "table2.csv", dtype=str, keep_default_na=False)
     assert (t2["cases"].str.startswith("<5/")).any()
+    assert set(t2["n_cases"]) == {"14"}  # disclosed in the notebook and again when written
     for name in ("outcomes.csv", "larger_cohort.csv", "historical.csv"):
         t = pd.read_csv(out / name, dtype=str, keep_default_na=False)
         assert (t["events_cases"] == "<5").any(), name  # floats in the data, counts here
