@@ -136,6 +136,10 @@ class Disclosure:
         :func:`column_sum`, :func:`items_sum`).
     row_level : tuple of str
         Columns dropped for real data (patient ids, one patient's values).
+    always : tuple
+        Statistics hidden in every row (items may carry a ``where``): they are computed from
+        counts this table does not show, so it cannot tell whether those are small (the P
+        values that the audit recomputes from the data of a binary outcome).
     what : str
         One line for the data dictionary.
     """
@@ -146,6 +150,7 @@ class Disclosure:
     links: tuple[tuple[str, int, str], ...] = ()
     sums: tuple[Builder, ...] = ()
     row_level: tuple[str, ...] = ROW_LEVEL_COLUMNS
+    always: tuple[Col, ...] = ()
     what: str = field(default="", compare=False)
 
 
@@ -568,6 +573,14 @@ def disclose(table: pd.DataFrame, decl: Disclosure | str,
                 if v is None or (not isinstance(v, str) and pd.isna(v)):
                     continue
                 column(col)[r] = HIDDEN
+    for spec in decl.always:
+        col, mask = _mask(out, spec)
+        if col not in out.columns:
+            continue
+        for r in np.flatnonzero(mask):
+            v = column(col)[r]
+            if v is not None and (isinstance(v, str) or not pd.isna(v)):
+                column(col)[r] = HIDDEN
     for col, values in new.items():
         if values == out[col].tolist():
             continue
@@ -597,6 +610,30 @@ def _count_ids(t: pd.DataFrame) -> np.ndarray:
     pub = pd.read_csv(PUBLISHED_RESULTS)
     ids = set(pub.loc[pub["statistic"].astype(str).str.startswith("n"), "id"])
     return t["id"].isin(ids).to_numpy() if "id" in t.columns else np.zeros(len(t), dtype=bool)
+
+
+def _binary_outcome(names: pd.Series) -> np.ndarray:
+    from esi.outcomes import OUTCOMES
+
+    binary = {o.name for o in OUTCOMES if o.kind == "binary"}
+    stems = names.astype(str).str.replace(r"_\d+w$", "", regex=True)
+    return stems.isin(binary).to_numpy()
+
+
+def _binary_from_data(t: pd.DataFrame) -> np.ndarray:
+    if not {"outcome", "source"} <= set(t.columns):
+        return np.zeros(len(t), dtype=bool)
+    return _binary_outcome(t["outcome"]) & (t["source"] == "data").to_numpy()
+
+
+def _binary_ids(t: pd.DataFrame) -> np.ndarray:
+    from esi.audit import PUBLISHED_RESULTS
+
+    if "id" not in t.columns:
+        return np.zeros(len(t), dtype=bool)
+    pub = pd.read_csv(PUBLISHED_RESULTS)
+    binary = pub.loc[_binary_outcome(pub["outcome"]), "id"]
+    return t["id"].isin(set(binary)).to_numpy()
 
 
 _COMPARISON_STATS = ("mean_cases", "sd_cases", "mean_controls", "sd_controls", "percent_cases",
@@ -736,8 +773,15 @@ DISCLOSURES: dict[str, Disclosure] = {
         what="reproduced of the published counts (n_cases, n_controls, control_pool)"),
     "reproduction_sources": Disclosure(counts=(("reproduced", _count_ids),),
                                        what="reproduced of the published counts"),
-    "p_value_audit": Disclosure(what="no counts (P values of the run's tests)"),
-    "p_value_summary": Disclosure(what="no counts"),
+    "p_value_audit": Disclosure(
+        always=(("p_value", _binary_from_data), ("gives_published", _binary_from_data)),
+        what="no counts; the P values recomputed from the data of a binary outcome (and "
+             "whether they give the published one) are always hidden: they would reveal "
+             "event counts"),
+    "p_value_summary": Disclosure(
+        always=(("from_data", _binary_ids), ("verdict", _binary_ids)),
+        what="no counts; which tests on the data of a binary outcome give the published P "
+             "is always hidden"),
     "grim_audit": Disclosure(what="no counts of this registry (published n)"),
     "sprite_distribution": Disclosure(what="no counts of this registry (published summaries)"),
     "sprite_p_narrowing": Disclosure(what="no counts of this registry (published summaries)"),

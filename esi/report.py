@@ -361,8 +361,11 @@ def sensitivity_findings(change: pd.DataFrame, power: pd.DataFrame,
     return "\n".join(out)
 
 
-def audit_findings(audit: dict[str, pd.DataFrame]) -> str:
-    """The closing sentences of notebook 05, from :func:`esi.audit.run_audit`'s tables."""
+def audit_findings(audit: dict[str, pd.DataFrame], suppress_below: int | None = None) -> str:
+    """The closing sentences of notebook 05, from :func:`esi.audit.run_audit`'s tables (real
+    data, ``suppress_below``: as disclosed, :mod:`esi.disclosure`)."""
+    audit = {**audit, **{k: _disclosed(audit[k], k, suppress_below)
+                         for k in ("reproduction", "p_value_summary")}}
     rep = audit["reproduction"]
     p_ids = set(audit["p_value_summary"]["id"])
     figures = rep[~rep["id"].isin(p_ids)]
