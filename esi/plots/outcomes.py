@@ -35,20 +35,21 @@ _GROUP_STYLE = {1: ("Near-normal imaging", "C0", "o"), 0: ("Concordant pathology
 def _panel(ax: Axes, rows: pd.DataFrame, name: str, value: str, lo: str, hi: str) -> None:
     label, null, scale = EFFECT_LABELS.get(name, (name, 0.0, "linear"))
     y = np.arange(len(rows))[::-1]
-    est = rows[value].to_numpy(float)
-    low = rows[lo].to_numpy(float)
-    high = rows[hi].to_numpy(float)
+    # real data: cells hidden by the disclosure control ("-") are not drawn
+    hidden = rows[value].map(lambda v: isinstance(v, str)).to_numpy(bool)
+    est, low, high = (pd.to_numeric(rows[c], errors="coerce").to_numpy(float)
+                      for c in (value, lo, hi))
     finite = np.isfinite(est) & np.isfinite(low) & np.isfinite(high)
     if scale == "log":
         finite &= (low > 0) & (est > 0)
     colours = np.where(rows["primary"].to_numpy(bool), "C3", "k")
-    for yi, e, a, b, c, ok in zip(y, est, low, high, colours, finite, strict=True):
+    for yi, e, a, b, c, ok, h in zip(y, est, low, high, colours, finite, hidden, strict=True):
         if ok:
             ax.plot([a, b], [yi, yi], color=c, lw=1.5)
             ax.plot([e], [yi], marker="s", color=c, ms=6)
         else:
-            ax.text(null, yi, "not estimable", va="center", ha="center", fontsize=8,
-                    color="0.4")
+            ax.text(null, yi, "not shown (counts below 5)" if h else "not estimable",
+                    va="center", ha="center", fontsize=8, color="0.4")
     ax.axvline(null, color="0.5", ls="--", lw=1)
     if scale == "log" and finite.any():
         ax.set_xscale("log")
@@ -78,7 +79,9 @@ def forest_plot(outcomes_table: pd.DataFrame, ax: Axes | None = None, *,
     Returns
     -------
     matplotlib.figure.Figure
-        The primary outcome is drawn in red; rows whose interval cannot be estimated say so.
+        The primary outcome is drawn in red; rows whose interval cannot be estimated, or is
+        hidden by the disclosure control of real data (``"-"``, :mod:`esi.disclosure`), say
+        so.
     """
     if measure == "effect_size":
         name_col, value, lo, hi = "effect_size_name", "effect_size", "effect_ci_low", "effect_ci_high"
