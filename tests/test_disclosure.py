@@ -270,3 +270,28 @@ def test_esi_run_refuses_a_false_synthetic_claim(tmp_path, capsys):
     params.write_text(f"data_path: {data}\nsynthetic: true\n")
     assert main(["multiverse", "--params", str(params), "--out", str(tmp_path / "m")]) == 2
     assert "not a registry that esi generated" in capsys.readouterr().err
+
+
+def test_figures_of_real_data_draw_nothing_hidden():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from esi.paths import REFERENCE_RUN_DIR
+    from esi.plots.outcomes import forest_plot
+    from esi.plots.sensitivity import specification_curve
+
+    outcomes = pd.read_csv(REFERENCE_RUN_DIR / "outcomes.csv")
+    shown = disclose(outcomes, "outcomes")
+    hidden = int((shown["estimate"] == HIDDEN).sum())
+    assert hidden >= 3  # the reference run has small counts in its binary outcomes
+    fig = forest_plot(shown)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    plt.close(fig)
+    assert texts.count("not shown (counts below 5)") == hidden
+    mv = pd.read_csv(REFERENCE_RUN_DIR / "multiverse.csv").head(40)
+    mv.loc[:9, ["n_cases_matched", "n_controls_matched", "n_matched"]] = [3, 3, 6]
+    fig = specification_curve(disclose(mv, "multiverse"))
+    assert fig.axes[0].get_title() == "30 specifications, sorted by estimate"
+    plt.close(fig)
