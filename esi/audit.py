@@ -42,7 +42,7 @@ scale), ``sprite_distribution.csv`` and ``sprite_p_narrowing.csv``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -891,7 +891,9 @@ def sprite_audit(published: pd.DataFrame, k: int = 200, seed: int = 0,
 def run_audit(run_dir: str | Path, published_path: str | Path | pd.DataFrame = PUBLISHED_RESULTS,
               registry: pd.DataFrame | str | Path | None = None, *,
               missing: str = "complete_case", success_threshold: float = 2.0,
-              sprite_samples: int = 200, seed: int = 0) -> dict[str, pd.DataFrame]:
+              sprite_samples: int = 200, seed: int = 0,
+              present: Callable[[pd.DataFrame, str], pd.DataFrame] | None = None
+              ) -> dict[str, pd.DataFrame]:
     """Audit a run folder against a published-results table and write the audit CSVs there.
 
     Parameters
@@ -910,6 +912,10 @@ def run_audit(run_dir: str | Path, published_path: str | Path | pd.DataFrame = P
         As the run (for the tests on the data).
     sprite_samples, seed
         SPRITE samples per published mean/SD and the seed of the search.
+    present
+        ``present(table, name)`` applied to each table before it is written (real data:
+        :meth:`esi.pipeline.Analysis.present`, the disclosure control); ``None`` writes them
+        as computed.
 
     Returns
     -------
@@ -924,10 +930,13 @@ def run_audit(run_dir: str | Path, published_path: str | Path | pd.DataFrame = P
     published = read_published(published_path)
     if not (run_dir / "outcomes.csv").exists():
         raise ValueError(f"run_dir {run_dir} has no outcomes.csv")
-    outcomes = pd.read_csv(run_dir / "outcomes.csv")
+    # Real-data result files show hidden cells as "<5" and "-" (esi.disclosure): read as
+    # missing, so a hidden figure is not reproduced rather than guessed.
+    hidden = ["<5", "-"]
+    outcomes = pd.read_csv(run_dir / "outcomes.csv", na_values=hidden)
     pairs = (pd.read_csv(run_dir / "matched_pairs.csv", dtype={"treated": str, "control": str})
              if (run_dir / "matched_pairs.csv").exists() else None)
-    flow = (pd.read_csv(run_dir / "cohort_flow.csv")
+    flow = (pd.read_csv(run_dir / "cohort_flow.csv", na_values=hidden)
             if (run_dir / "cohort_flow.csv").exists() else None)
     sources = reproduced_figures(published, outcomes, pairs, flow)
     tables = {"reproduction": reproduce(published, sources), "reproduction_sources": sources}
@@ -943,7 +952,8 @@ def run_audit(run_dir: str | Path, published_path: str | Path | pd.DataFrame = P
     tables["sprite_distribution"] = sp["distribution"]
     tables["sprite_p_narrowing"] = sp["narrowing"]
     for name, tab in tables.items():
+        shown = tab if present is None else present(tab, name)
         with atomic_write(run_dir / f"{name}.csv") as fh:
-            tab.to_csv(fh, index=False, lineterminator="\n")
+            shown.to_csv(fh, index=False, lineterminator="\n")
     tables["sprite_samples"] = sp["samples"]
     return tables

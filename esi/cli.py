@@ -158,7 +158,8 @@ def _cmd_multiverse(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         path = run_multiverse(params, out, inputs=inputs)
-    except (OutputRefused, RegistryError, FileNotFoundError) as exc:  # also: no such data_path
+    except (OutputRefused, RegistryError, FileNotFoundError, ParameterError) as exc:
+        # also: no such data_path; synthetic: true for a registry esi did not generate
         print(printable(f"esi multiverse: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote {path}")
@@ -205,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sheet of an Excel registry (default: the mapping's sheet:, else the "
                         "first); overrides the parameter sheet")
     p.add_argument("--synthetic", action="store_true",
-                   help="treat --data as synthetic (row-level output allowed); any file other "
-                        "than the shipped synthetic registry is treated as real otherwise")
+                   help="assert that the registry is one `esi synth` wrote (refused with exit 2 "
+                        "otherwise); whether data are synthetic is decided by the data alone: "
+                        "the header seed and the file's SHA-256")
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up on a notebook after this long (default 600)")
     p.add_argument("--workers", type=int, default=None, metavar="N",

@@ -17,7 +17,9 @@ call them.
   ``~/.config/esi/pseudonym.key``, or the path in the environment variable
   ``ESI_PSEUDONYM_KEY``), created on first use with permissions 0600.
 * :func:`suppress_small_counts` and :func:`suppress_count_text` show counts between 1 and
-  ``threshold - 1`` as ``"<5"`` (small-cell suppression) and hide their percentages.
+  ``threshold - 1`` as ``"<5"`` in explicitly named cells (primary suppression only). The
+  outputs of a run use :func:`esi.disclosure.disclose` instead, which knows each table's
+  declared counts and adds secondary suppression.
 * :func:`scan_for_markers` reads every file under a folder and reports where any marker
   string (a value seeded into a test registry) occurs: the check that no row-level data leaks
   into a report.
@@ -27,9 +29,15 @@ What counts as an identifier, and what does not
 Exact dates other than a date of birth (procedure, MRI, survey timestamps) are *not* reported
 as identifiers: they are reduced by :func:`reduce_dates` (schema columns) or removed by the
 import mapping (other columns). A column of dates is judged a date of birth by its name
-(``dob``, ``birth_date``, ...) or when most of its dates lie before 1990-01-01, the earliest
-procedure date the schema accepts (:data:`esi.schema.EARLIEST_DATE`). The schema's own columns
-and codes are never reported (a test runs :func:`find_identifiers` over a valid registry).
+(``dob``, ``birth_date``, ...), when most of its dates lie before 1990-01-01, the earliest
+procedure date the schema accepts (:data:`esi.schema.EARLIEST_DATE`), or - for people of any
+adult age - when at least 80% of its dates lie 18 to 110 years before the row's procedure
+date (else its latest other date, else today): an MRI or visit date lies within months of the
+procedure and never does. Free text naming a person (``Mr. Okafor``, ``patient: Anna Berg``,
+``John Smith came ...``) and a column of bare 5-digit codes (ZIP codes in a neutrally named
+column) are identifiers too. Every column of a file is judged, the ones a mapping drops
+included (:func:`esi.imports.apply_mapping`). The schema's own columns and codes are never
+reported (a test runs :func:`find_identifiers` over a valid registry).
 """
 
 from __future__ import annotations
@@ -200,8 +208,21 @@ _STREET_LAST = re.compile(r"^(?:[^\W\d_][\w.'-]*\s+){0,3}[^\W\d_]*(?:stra(?:ss|Ã
 _STREET_ROMANCE = re.compile(r"^(?:rue|avenue|boulevard|via|viale|calle|avenida|rua|piazza|"
                              r"plaza)\s+.+\d", re.IGNORECASE)
 _PO_BOX = re.compile(r"^p\.?\s?o\.?\s+box\s+\d+", re.IGNORECASE)
-_UK_POSTCODE = re.compile(r"^[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}$")
+_UK_POSTCODE = re.compile(r"^[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}$", re.IGNORECASE)
 _ZIP_PLUS4 = re.compile(r"^\d{5}-\d{4}$")
+_CA_POSTCODE = re.compile(r"^[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d$",
+                          re.IGNORECASE)
+_NL_POSTCODE = re.compile(r"^[1-9]\d{3} ?[A-Z]{2}$")
+_ZIP5 = re.compile(r"^\d{5}$")
+# Free text naming a person: a title before a capitalised name, a label such as
+# "patient: John Smith", or two capitalised words that are neither category nor clinical words
+# ("John Smith came with his wife").
+_TITLED = re.compile(r"\b(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Herr|Frau|Mme|Mlle|Sr|Sra|Dhr|Mevr)\.?"
+                     r"\s+[A-Z][a-z'\u2019-]+")
+_LABELLED = re.compile(r"\b(?i:patient|pt|name|called|named|husband|wife|son|daughter|mother|"
+                       r"father|brother|sister)\s*[:,]?\s+(?:is\s+)?[A-Z][a-z'\u2019-]+\s+"
+                       r"[A-Z][a-z'\u2019-]+")
+_CAPITAL_PAIR = re.compile(r"\b([A-Z][a-z'\u2019-]{1,})\s+([A-Z][a-z'\u2019-]{1,})\b")
 # Short numbers and lower-case codes: never an identifier (a quick pass for most cells).
 _PLAIN = re.compile(r"-?\d{1,5}(?:\.\d+)?|[a-z_]+")
 _NAME_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "del", "della", "la", "le",
@@ -295,7 +316,8 @@ def _classify(s: str) -> str | None:
     digits = sum(ch.isdigit() for ch in s)
     if _PHONE_SHAPE.match(s) and 9 <= digits <= 15 and _date_of(s) is None:
         return "phone"
-    if _UK_POSTCODE.match(s) or _ZIP_PLUS4.match(s):
+    if (_UK_POSTCODE.match(s) or _ZIP_PLUS4.match(s) or _CA_POSTCODE.match(s)
+            or _NL_POSTCODE.match(s)):
         return "postal_code"
     if _STREET_FIRST.match(s) or _STREET_LAST.match(s) or _STREET_ROMANCE.match(s) \
             or _PO_BOX.match(s):
@@ -308,6 +330,10 @@ def _classify(s: str) -> str | None:
     return None
 
 
+#: Internal verdicts of the content rules -> the kind of identifier they find.
+_KIND_OF = {k: k for k in IDENTIFIER_KINDS} | {"zip5": "postal_code", "notes": "name",
+                                                "adult_dob": "date_of_birth"}
+
 _CONTENT_WORDS = {
     "email": "e-mail addresses",
     "national_id": "social security numbers",
@@ -317,14 +343,67 @@ _CONTENT_WORDS = {
     "address": "street addresses",
     "date_of_birth": "dates before 1990 (like dates of birth)",
     "name": "person names (Firstname Lastname)",
+    "zip5": "5-digit codes (like ZIP codes)",
+    "notes": "free text naming a person (a title and a name, or Firstname Lastname)",
+    "adult_dob": "dates 18 to 110 years before the row's procedure or other dates (like "
+                 "dates of birth of adults)",
+}
+
+#: Ages (years between a date and the row's reference date) that make a date column a
+#: plausible date of birth of an adult, and the share of rows that must show them.
+ADULT_AGES = (18.0, 110.0)
+DOB_SHARE = 0.8
+
+
+def _free_text_names(s: str) -> bool:
+    """Whether a cell of free text (four words or more) names a person."""
+    if len(s.split()) < 4:
+        return False
+    if _TITLED.search(s) or _LABELLED.search(s):
+        return True
+    for m in _CAPITAL_PAIR.finditer(s):
+        a, b = m[1], m[2]
+        if a.lower() in _LABEL_WORDS or b.lower() in _LABEL_WORDS \
+                or a.lower() in _NOT_NAMES or b.lower() in _NOT_NAMES:
+            continue
+        return True
+    return False
+
+
+# Capitalised words of clinical notes that are not names (beside the label words).
+_NOT_NAMES = {
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday",
+    "saturday", "sunday", "mri", "ct", "esi", "nrs", "odi", "gpe", "nsaids", "emg", "er", "ed",
+    "icu", "pt", "ot", "follow", "see", "seen", "called", "plan", "note", "notes", "history",
+    "lumbar", "sacral", "cervical", "thoracic", "spine", "disc", "nerve", "root", "epidural",
+    "steroid", "physical", "therapy", "emergency", "department", "no", "yes", "ok",
 }
 
 
 def _content_judgement(values: Iterable[object], min_share: float,
-                       allow_dates: bool = False) -> tuple[str, int, int] | None:
+                       allow_dates: bool = False, ids: bool = False
+                       ) -> tuple[str, int, int] | None:
     texts = [t for t in (_text(v) for v in values) if t is not None]
     if not texts:
         return None
+    found = _judge_values(texts, min_share, allow_dates)
+    if found is not None:
+        return found
+    n = len(texts)
+    # Free text: one note naming a person is enough (like an e-mail address).
+    notes = sum(_free_text_names(t) for t in texts if len(t) > 20)
+    if notes:
+        return "notes", notes, n
+    # Bare 5-digit codes repeat within a region; an id column is judged by its own rules.
+    zips = sum(bool(_ZIP5.match(t)) for t in texts)
+    if not ids and zips >= max(3, math.ceil(0.9 * n)):
+        return "zip5", zips, n
+    return None
+
+
+def _judge_values(texts: list[str], min_share: float,
+                  allow_dates: bool) -> tuple[str, int, int] | None:
     counts: dict[str, int] = {}
     name_values: set[str] = set()
     mrn_values: set[str] = set()
@@ -386,17 +465,25 @@ def identifier_by_content(values: Iterable[object], min_share: float = 0.5) -> s
     * ``postal_code`` - a UK postcode or a US ZIP+4 (a bare 5-digit ZIP is judged by name);
     * ``address`` - a house number and street (``12 Oak Street``, ``Hauptstrasse 5``,
       ``rue de la Paix 3``, ``PO Box 12``);
-    * ``date_of_birth`` - a date (ISO or d/m/y) before 1990-01-01;
+    * ``date_of_birth`` - a date (ISO or d/m/y) before 1990-01-01 (with the other columns of a
+      table, :func:`find_identifiers` also recognises later dates of birth);
     * ``name`` - two to four capitalised words (``Mary O'Neil``, ``Smith, John``), none of
       them a common category word (``Very Satisfied`` is a label, not a name).
 
     ``name`` and ``mrn`` also need at least 80% distinct values among the matches, because
-    they identify one person each (a repeated value is a category code).
+    they identify one person each (a repeated value is a category code). Then, whatever
+    ``min_share``:
+
+    * ``name`` - free text (four words or more) naming a person in any cell: a title and a
+      name (``Mr. Smith``, ``Dr Jones``), a label and a name (``patient: John Smith``), or
+      two capitalised words inside a sentence that are neither category nor clinical words;
+    * ``postal_code`` - at least 90% (and 3 or more) of the values are bare 5-digit codes
+      (US ZIP, German, French ... postal codes).
     """
     if not 0 < min_share <= 1:
         raise ValueError(f"min_share must lie in (0, 1], got {min_share!r}")
     found = _content_judgement(values, min_share)
-    return None if found is None else found[0]
+    return None if found is None else _KIND_OF[found[0]]
 
 
 def _columns_of(table: object) -> list[tuple[str, list[object]]]:
@@ -418,16 +505,25 @@ def _columns_of(table: object) -> list[tuple[str, list[object]]]:
                      f"{type(table).__name__}")
 
 
-def find_identifiers(table: object, min_share: float = 0.5) -> pd.DataFrame:
+def find_identifiers(table: object, min_share: float = 0.5, *,
+                     reference_date: str | None = None,
+                     id_column: str = "patient_id") -> pd.DataFrame:
     """List the columns of a table that look like direct identifiers.
 
     Parameters
     ----------
     table
         An :class:`esi.validate.RawTable` (as read from a file) or a DataFrame (a named index,
-        e.g. ``patient_id``, is judged as a column too).
+        e.g. ``patient_id``, is judged as a column too). Every column is judged, whatever a
+        mapping later does with it.
     min_share
         Passed to :func:`identifier_by_content`.
+    reference_date
+        The column holding each row's procedure date (default ``procedure_date`` when the
+        table has it): the date that ages are counted to (see Notes).
+    id_column
+        The patient-id column: its values are unique by design, so the 5-digit-code rule
+        (postal codes repeat) is not applied to it.
 
     Returns
     -------
@@ -448,17 +544,32 @@ def find_identifiers(table: object, min_share: float = 0.5) -> pd.DataFrame:
     Columns of the registry schema are never judged by name, and a schema ``date`` column
     (``procedure_date``) is not judged a date of birth (validation bounds it to 1990 or
     later); their other content is checked, so ``patient_id`` values that are medical record
-    numbers or e-mail addresses are reported. No R reference exists for this heuristic; the
-    tests cover every kind and a full valid registry with no finding.
+    numbers or e-mail addresses are reported.
+
+    A column of dates is a **date of birth** when its name says so, when most of its dates lie
+    before 1990, or - for a person of any adult age - when in at least
+    :data:`DOB_SHARE` (80%) of the rows (3 or more) it lies 18 to 110 years
+    (:data:`ADULT_AGES`) before the row's reference date: the procedure date
+    (``reference_date``), else the latest other date of the row, else today. An injection,
+    MRI or visit date lies within months of the procedure and never qualifies. No R reference
+    exists for this heuristic; the tests cover every kind and a full valid registry with no
+    finding.
     """
     if not 0 < min_share <= 1:
         raise ValueError(f"min_share must lie in (0, 1], got {min_share!r}")
+    columns = _columns_of(table)
+    dates = _date_columns(columns)
+    ref_name = reference_date if reference_date is not None else (
+        "procedure_date" if "procedure_date" in dates else None)
     rows = []
-    for name, values in _columns_of(table):
+    for name, values in columns:
         by_name = identifier_by_name(name)
         col = SCHEMA.get(name)
-        content = _content_judgement(values, min_share,
-                                     allow_dates=col is not None and col.dtype == "date")
+        schema_date = col is not None and col.dtype == "date"
+        content = _content_judgement(values, min_share, allow_dates=schema_date,
+                                     ids=name == id_column)
+        if content is None and name in dates and not schema_date and name != ref_name:
+            content = _adult_birth_dates(name, dates, ref_name)
         if by_name is None and content is None:
             continue
         evidence = []
@@ -467,9 +578,55 @@ def find_identifiers(table: object, min_share: float = 0.5) -> pd.DataFrame:
         if content is not None:
             kind, k, n = content
             evidence.append(f"content: {k} of {n} values look like {_CONTENT_WORDS[kind]}")
-        rows.append({"column": name, "kind": by_name or content[0],  # type: ignore[index]
+        rows.append({"column": name,
+                     "kind": by_name or _KIND_OF[content[0]],  # type: ignore[index]
                      "evidence": "; ".join(evidence)})
     return pd.DataFrame(rows, columns=["column", "kind", "evidence"])
+
+
+def _date_columns(columns: list[tuple[str, list[object]]]) -> dict[str, list[_dt.date | None]]:
+    """Columns most of whose values are dates -> each row's date (``None`` when not one)."""
+    out: dict[str, list[_dt.date | None]] = {}
+    for name, values in columns:
+        parsed: list[_dt.date | None] = []
+        present = 0
+        for v in values:
+            t = _text(v)
+            if t is None:
+                parsed.append(None)
+                continue
+            present += 1
+            parsed.append(None if _PLAIN.fullmatch(t) else _date_of(t))
+        hits = sum(d is not None for d in parsed)
+        if hits and hits >= 0.5 * present:
+            out[name] = parsed
+    return out
+
+
+def _adult_birth_dates(name: str, dates: dict[str, list[_dt.date | None]],
+                       ref_name: str | None) -> tuple[str, int, int] | None:
+    """The date-of-birth verdict of the date column ``name`` by the ages it gives (see
+    :func:`find_identifiers`), or ``None``."""
+    own = dates[name]
+    others = [v for k, v in dates.items() if k != name]
+    today = _dt.date.today()
+    lo, hi = ADULT_AGES
+    adult = n = 0
+    for i, d in enumerate(own):
+        if d is None:
+            continue
+        if ref_name is not None and ref_name in dates and ref_name != name:
+            ref = dates[ref_name][i]
+        else:
+            later = [o[i] for o in others if o[i] is not None]
+            ref = max(later) if later else (today if not others else None)
+        if ref is None:
+            continue
+        n += 1
+        adult += lo <= (ref - d).days / 365.25 <= hi
+    if n >= 3 and adult >= DOB_SHARE * n:
+        return "adult_dob", adult, n
+    return None
 
 
 # --- dates ----------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from esi.deid import IDENTIFIER_KINDS, identifier_by_content, identifier_by_name
+from esi.deid import IDENTIFIER_KINDS, find_identifiers, identifier_by_name
 from esi.params import FlatAliasLoader, YamlFileError, read_yaml
 from esi.schema import SCHEMA
 from esi.text import excerpt, printable
@@ -443,6 +443,13 @@ def apply_mapping(table: RawTable, mapping: Mapping,
                                     f"{src} maps {user!r} to {target!r}, but the file already "
                                     f"has a column {target!r}; drop one of them", column=target))
     dropped: set[str] = set()
+    # Every column of the file is judged as it is in the file, dropped ones included (mapped
+    # ones are judged again under their schema names by esi.validate); ages are counted to the
+    # column mapped onto procedure_date.
+    target_of = {t: u for u, t in mapping.columns.items()}
+    found = find_identifiers(table, reference_date=target_of.get("procedure_date"),
+                             id_column=target_of.get("patient_id", "patient_id"))
+    found = found.drop_duplicates("column").set_index("column")
     for d in mapping.drop:
         if d not in present:
             problems.append(Problem(label, "dropped-column-missing",
@@ -450,13 +457,13 @@ def apply_mapping(table: RawTable, mapping: Mapping,
                                     column=d))
             continue
         dropped.add(d)
-        kind = identifier_by_content(r[header.index(d)] for r in table.rows)
-        if kind is not None:
+        if d in found.index:
+            rule = found.loc[d, "evidence"]
             problems.append(Problem(label, "direct-identifier",
                                     f"listed under drop: in {src}, but its values look like "
-                                    f"{IDENTIFIER_KINDS[kind]}; a direct identifier is never "
-                                    "dropped silently: remove the column from the export",
-                                    column=d, privacy=True))
+                                    f"{IDENTIFIER_KINDS[found.loc[d, 'kind']]} ({rule}); a "
+                                    "direct identifier is never dropped silently: remove the "
+                                    "column from the export", column=d, privacy=True))
     keep = [i for i, h in enumerate(header) if h not in dropped]
     new_header = [mapping.columns.get(header[i], header[i]) for i in keep]
     rows = [[r[i] for i in keep] for r in table.rows]

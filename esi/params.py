@@ -300,8 +300,8 @@ def check_params(params: dict[str, Any], source: str = "parameters",
     if not isinstance(out["replace"], bool):
         raise bad("replace", "must be true or false")
     if out["synthetic"] is not None and not isinstance(out["synthetic"], bool):
-        raise bad("synthetic", "must be true, false, or null (synthetic exactly when data_path "
-                               "is the shipped synthetic registry)")
+        raise bad("synthetic", "must be true, false, or null (null: decided by the data, "
+                               "synthetic only for a registry esi can prove it generated)")
     if not isinstance(out["seed"], int) or isinstance(out["seed"], bool) or out["seed"] < 0:
         raise bad("seed", "must be a non-negative whole number")
     for name in ("covariates", "exact", "mahvars"):

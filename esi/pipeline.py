@@ -65,7 +65,6 @@ from esi.paths import (
     NOTEBOOKS_DIR,
     PROJECT_ROOT,
     REPORTS_DIR,
-    SYNTHETIC_REGISTRY,
     resolve,
 )
 
@@ -118,10 +117,7 @@ _REGISTRIES: dict[tuple[Any, ...], pd.DataFrame] = {}
 #: Unpaired counterpart of each paired test (comparisons without pairs).
 UNPAIRED = {"paired_t": "welch", "wilcoxon": "mann_whitney", "mcnemar": "fisher"}
 
-#: Columns that name a patient or hold one patient's value (dropped from real-data tables).
-ROW_LEVEL_COLUMNS = ("treated", "control", "y_treated", "y_control", "patient_id")
-
-#: Real data: counts below this are suppressed in every table and figure.
+#: Real data: counts below this are suppressed in every table and figure (esi.disclosure).
 SMALL_CELL_THRESHOLD = 5
 
 _COHORT_KEYS = ("data_path", "mapping", "sheet")
@@ -197,15 +193,33 @@ def interactive_folder(params: dict[str, Any], data_sha256: str | None = None
 
 
 def is_synthetic(params: dict[str, Any]) -> bool:
-    """Whether the data of a run are synthetic (row-level output allowed).
+    """Whether the data of a run are synthetic (row-level output allowed), decided by the data.
 
-    ``synthetic: true`` or ``false`` in the parameters is taken as said; ``null`` (the default)
-    means: synthetic exactly when ``data_path`` is the shipped synthetic registry.
+    Synthetic exactly when the registry is one esi can prove it generated
+    (:func:`esi.synthetic.is_generated`: the header names a seed and the file's SHA-256 is that
+    of what ``esi synth`` writes for it) and no mapping is applied. ``synthetic: false`` in the
+    parameters treats even such a file as real; ``synthetic: true`` only asserts it: on any
+    other file it is refused. No flag or path ever turns the protections off.
+
+    Raises
+    ------
+    esi.params.ParameterError
+        ``synthetic: true`` for a registry esi did not generate.
     """
     flag = params.get("synthetic")
-    if flag is None:
-        return resolve(params["data_path"]) == SYNTHETIC_REGISTRY.resolve()
-    return bool(flag)
+    if flag is False:
+        return False
+    from esi.synthetic import is_generated
+
+    path = resolve(params["data_path"])
+    generated = params.get("mapping") is None and path.is_file() and is_generated(path)
+    if flag is True and not generated:
+        raise ParameterError(
+            f"synthetic: true, but {path} is not a registry that esi generated (its first line "
+            "must be the header `esi synth` writes, and its bytes what `esi synth --seed SEED` "
+            "writes, read without a mapping); a real registry always gets the real-data "
+            "protections: remove `synthetic` (or --synthetic)")
+    return generated
 
 
 def _key(parts: dict[str, Any]) -> str:
@@ -495,35 +509,42 @@ class Analysis:
         return multiverse_from_params(self.cohort().eligible, self.params)
 
     # --- outputs -------------------------------------------------------------------------
-    def present(self, table: pd.DataFrame) -> pd.DataFrame:
-        """A table as it may be shown or written: unchanged for synthetic data; for real data,
-        columns holding patient ids or single patients' values (:data:`ROW_LEVEL_COLUMNS`)
-        are dropped and counts between 1 and ``suppress_below - 1`` become ``"<5"`` (also
-        inside text such as ``"prior spine surgery: 3"``) via
-        :func:`esi.deid.suppress_small_counts`."""
+    def present(self, table: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
+        """A table as it may be shown or written.
+
+        Synthetic data: the table itself. Real data: the disclosure control that the table's
+        declaration ``name`` (:data:`esi.disclosure.DISCLOSURES`, e.g. ``"cohort_flow"`` or
+        ``"table2.csv"``) asks for (:func:`esi.disclosure.disclose`): columns naming patients
+        dropped, counts of 1-4 shown as ``"<5"``, the cells that would reveal them by
+        subtraction and the statistics computed from them shown as ``"-"``.
+
+        Raises
+        ------
+        ValueError
+            Real data and no ``name``, or a name nobody declared.
+        """
+        if name is not None:
+            from esi.disclosure import declaration
+
+            decl = declaration(name)  # an undeclared table fails for synthetic data too
         if self.suppress_below is None:
             return table
-        from esi.deid import suppress_small_counts
+        if name is None:
+            raise ValueError("present: name the table (a key of esi.disclosure.DISCLOSURES) "
+                             "so that its declared counts are protected")
+        from esi.disclosure import disclose
 
-        table = table.drop(columns=[c for c in ROW_LEVEL_COLUMNS if c in table.columns])
+        return disclose(table, decl, threshold=self.suppress_below)
 
-        counts = [c for c in table.columns
-                  if pd.api.types.is_integer_dtype(table[c].dtype)
-                  and not pd.api.types.is_bool_dtype(table[c].dtype)]
-        if "reasons" in table.columns:
-            counts.append("reasons")
-        return suppress_small_counts(table, threshold=self.suppress_below,
-                                     columns=counts or None)
-
-    def write_csv(self, name: str, table: pd.DataFrame, index: bool = False,
-                  suppress: bool = True) -> Path:
+    def write_csv(self, name: str, table: pd.DataFrame, index: bool = False) -> Path:
         """Write a tidy result file into the run folder, atomically (floats to 10 digits).
 
-        For real data the table first goes through :meth:`present` (small counts shown as
-        ``"<5"``) unless ``suppress=False`` (``matched_pairs.csv``: pseudonymised ids and
-        pair numbers, not counts)."""
-        if suppress:
-            table = self.present(table)
+        The table goes through :meth:`present` under its file name, so every result file needs
+        a declaration in :data:`esi.disclosure.DISCLOSURES` (``matched_pairs.csv``: keyed
+        pseudonyms, no counts)."""
+        table = self.present(table, name)
+        if self.suppress_below is not None:
+            table = table.apply(lambda s: s.map(_ten_digits) if s.dtype == object else s)
         path = self.run_dir / name
         with atomic_write(path) as fh:
             table.to_csv(fh, index=index, float_format="%.10g", lineterminator="\n")
@@ -532,10 +553,10 @@ class Analysis:
     def write_result(self, name: str) -> Path:
         """Write one of the stage result files (:data:`STAGE_RESULTS`) into the run folder."""
         try:
-            make, index, suppress = STAGE_RESULTS[name]
+            make, index = STAGE_RESULTS[name]
         except KeyError:
             raise ValueError(f"name must be one of {', '.join(STAGE_RESULTS)}, got {name!r}") from None
-        return self.write_csv(name, make(self), index=index, suppress=suppress)
+        return self.write_csv(name, make(self), index=index)
 
     def ensure_results(self) -> list[Path]:
         """Write the stage result files the run folder lacks (a notebook run on its own)."""
@@ -845,6 +866,7 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
     """
     from esi.processes import deferred_signals, remove_stale_kernel_folders
 
+    synthetic = is_synthetic(params)  # before anything runs: refuses a false synthetic claim
     data_path = resolve(params["data_path"])
     mapping = resolve(params["mapping"]) if params.get("mapping") else None
     out = check_output_target(out, "run", inputs=(data_path, mapping))
@@ -872,7 +894,7 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
         provenance = {
             "parameters": params,
             "parameters_source": params_source,
-            "synthetic": is_synthetic(params),
+            "synthetic": synthetic,
             "data": {"path": _display_path(data_path), "sha256_before": sha_before,
                      "sha256_after": sha_after},
             "git": _git_commit(),
@@ -919,7 +941,12 @@ _TITLE = ("Lumbar epidural steroid injections for lumbosacral radicular pain in 
           "near-normal imaging: a propensity-matched study")
 
 
-def _key_results(folder: Path) -> list[tuple[str, str]]:
+def _key_results(folder: Path, synthetic: bool = True) -> list[tuple[str, str]]:
+    """The key results of a run folder, read from its (already disclosed) result files; for
+    real data the matched counts taken from the pairs are shown by the disclosure rule too."""
+    from esi.disclosure import THRESHOLD, shown_count
+
+    threshold = None if synthetic else THRESHOLD
     rows: list[tuple[str, str]] = []
     def table(name: str, *columns: str) -> pd.DataFrame | None:
         path = folder / name
@@ -928,10 +955,17 @@ def _key_results(folder: Path) -> list[tuple[str, str]]:
         t = pd.read_csv(path)
         return t if set(columns) <= set(t.columns) else None
 
+    def num(v: Any, fmt: str = ".2f") -> str:
+        try:
+            return format(float(v), fmt)
+        except (TypeError, ValueError):
+            return str(v)
+
     mp = table("matched_pairs.csv", "treated", "control")
     if mp is not None:
-        rows.append(("Matched cohort", f"{mp['treated'].nunique()} near-normal cases, "
-                                       f"{mp['control'].nunique()} matched controls"))
+        rows.append(("Matched cohort",
+                     f"{shown_count(mp['treated'].nunique(), threshold)} near-normal cases, "
+                     f"{shown_count(mp['control'].nunique(), threshold)} matched controls"))
     b = table("balance.csv", "term", "smd_after")
     if b is not None:
         b = b[b["term"] != "distance"]
@@ -942,17 +976,17 @@ def _key_results(folder: Path) -> list[tuple[str, str]]:
             if r.get("kind") == "continuous" and r["outcome"] in ("leg_pain_reduction",
                                                                   "odi_reduction"):
                 rows.append((f"{r['outcome']} at {r['timepoint_weeks']} weeks",
-                             f"{r['mean_cases']:.2f} (SD {r['sd_cases']:.2f}) vs. "
-                             f"{r['mean_controls']:.2f} (SD {r['sd_controls']:.2f}); "
-                             f"P = {r['p_value']:.3f}"))
+                             f"{num(r['mean_cases'])} (SD {num(r['sd_cases'])}) vs. "
+                             f"{num(r['mean_controls'])} (SD {num(r['sd_controls'])}); "
+                             f"P = {num(r['p_value'], '.3f')}"))
             if r.get("kind") == "binary" and r["outcome"] == "positive_outcome":
                 rows.append((f"positive outcome at {r['timepoint_weeks']} weeks",
-                             f"{r['percent_cases']:.2f}% vs. {r['percent_controls']:.2f}%; "
-                             f"P = {r['p_value']:.3f}"))
+                             f"{num(r['percent_cases'])}% vs. {num(r['percent_controls'])}%; "
+                             f"P = {num(r['p_value'], '.3f')}"))
     r = table("reproduction.csv", "match")
     if r is not None:
         rows.append(("Published figures reproduced",
-                     f"{int(r['match'].astype(bool).sum())} of {len(r)}"))
+                     f"{int(r['match'].astype(str).eq('True').sum())} of {len(r)}"))
     return rows
 
 
@@ -964,7 +998,8 @@ def _write_index(folder: Path, params: dict[str, Any], provenance: dict[str, Any
         p.name for p in folder.iterdir() if p.suffix in (".csv", ".json")))
     par = "".join(f"<tr><th>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>"
                   for k, v in params.items())
-    res = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _key_results(folder))
+    res = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
+                  for k, v in _key_results(folder, provenance["synthetic"]))
     data_note = ("synthetic registry (not patient data)" if provenance["synthetic"]
                  else "real registry (aggregate results only)")
     page = f"""<!DOCTYPE html>
@@ -1020,8 +1055,7 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
     overrides: dict[str, Any] = {}
     if data is not None:
         overrides["data_path"] = str(Path(data).resolve())
-        overrides["synthetic"] = True if synthetic else None
-    elif synthetic:
+    if synthetic:  # a claim, checked against the data (is_synthetic); never a switch
         overrides["synthetic"] = True
     if mapping is not None:
         overrides["mapping"] = str(Path(mapping).resolve())
@@ -1043,6 +1077,11 @@ def run_cli(params: str | None, data: str | None, out: str | None, synthetic: bo
         print(printable(f"esi run: {exc}"), file=sys.stderr)
         return 2
     if check_run_registry(data_path, mapping_path, p["sheet"]):
+        return 2
+    try:
+        is_synthetic(p)  # a synthetic claim about a registry esi did not generate is refused
+    except ParameterError as exc:
+        print(printable(f"esi run: {exc}"), file=sys.stderr)
         return 2
     broken = kernel_problem(_kernel_name())
     if broken:
@@ -1088,11 +1127,18 @@ def notebook_extra() -> tuple[str, ...]:
     return NOTEBOOK_EXTRA
 
 
-#: Result files of the stages: name -> (how to make the table, write the index, suppress
-#: small counts for real data). Written by notebooks 01-03, and by 05 when run on its own.
-STAGE_RESULTS: dict[str, tuple[Callable[[Analysis], pd.DataFrame], bool, bool]] = {
-    "cohort_flow.csv": (lambda a: a.cohort().flow, False, True),
-    "matched_pairs.csv": (lambda a: a.match().pairs, False, False),
-    "balance.csv": (lambda a: a.match().balance(), True, True),
-    "outcomes.csv": (lambda a: a.outcomes(), False, True),
+#: Result files of the stages: name -> (how to make the table, write the index). Written by
+#: notebooks 01-03, and by 05 when run on its own; each goes through Analysis.present.
+STAGE_RESULTS: dict[str, tuple[Callable[[Analysis], pd.DataFrame], bool]] = {
+    "cohort_flow.csv": (lambda a: a.cohort().flow, False),
+    "matched_pairs.csv": (lambda a: a.match().pairs, False),
+    "balance.csv": (lambda a: a.match().balance(), True),
+    "outcomes.csv": (lambda a: a.outcomes(), False),
 }
+
+
+def _ten_digits(v: Any) -> Any:
+    """A float of an object column (one with hidden cells) as the float columns write it."""
+    if isinstance(v, float) and not isinstance(v, bool):
+        return v if v != v else format(v, ".10g")
+    return v

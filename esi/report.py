@@ -20,7 +20,30 @@ __all__ = [
     "sensitivity_findings",
     "audit_findings",
     "rounded",
+    "described",
+    "pairs_note",
 ]
+
+
+def _num(v: object, fmt: str = ".2f") -> str:
+    """A number formatted, or a hidden cell (``"<5"``, ``"-"``) as it is."""
+    if isinstance(v, str):
+        return v
+    return format(float(v), fmt)  # type: ignore[arg-type]
+
+
+def _hidden(v: object) -> bool:
+    from esi.disclosure import is_hidden
+
+    return is_hidden(v)
+
+
+def _disclosed(table: pd.DataFrame, name: str, suppress_below: int | None) -> pd.DataFrame:
+    if suppress_below is None:
+        return table
+    from esi.disclosure import disclose
+
+    return disclose(table, name, threshold=suppress_below)
 
 
 def setup_display() -> None:
@@ -55,6 +78,24 @@ def rounded(table: pd.DataFrame, decimals: int = 3) -> str:
     return table.round(decimals).to_string()
 
 
+def described(table: pd.DataFrame, decimals: int = 3, suppress_below: int | None = None
+              ) -> str:
+    """``table.describe()`` as fixed text; for real data (``suppress_below``) a ``count`` of
+    1 .. suppress_below - 1 is shown as ``"<5"`` with the other rows hidden."""
+    d = table.describe().round(decimals)
+    if suppress_below is None:
+        return d.to_string()
+    from esi.disclosure import HIDDEN, shown_count
+
+    d = d.astype(object)
+    for c in d.columns:
+        n = d.loc["count", c]
+        d.loc["count", c] = shown_count(n, suppress_below)
+        if 0 < float(n) < suppress_below:
+            d.loc[d.index != "count", c] = HIDDEN
+    return d.to_string()
+
+
 def registry_summary(registry: pd.DataFrame) -> str:
     """One sentence on the registry: size, years, sites, source studies."""
     if "procedure_date" in registry.columns:
@@ -69,35 +110,46 @@ def registry_summary(registry: pd.DataFrame) -> str:
 
 
 def cohort_findings(cohort, suppress_below: int | None = None) -> str:
-    """The closing sentences of notebook 01."""
-    flow = cohort.flow
+    """The closing sentences of notebook 01 (for real data, ``suppress_below``: every count as
+    the disclosed flow and group tables show it, :mod:`esi.disclosure`)."""
+    raw = cohort.flow
+    flow = _disclosed(raw, "cohort_flow", suppress_below)
+    groups = _disclosed(cohort.group_counts(), "group_counts",
+                        suppress_below).set_index("imaging_group")
+    biggest = int(raw["n_excluded"].idxmax())
 
-    def n(x: int) -> str:
-        from esi.deid import suppress_count_text
+    def n(x: object) -> str:
+        from esi.disclosure import shown_count
 
-        return str(suppress_count_text(str(x), suppress_below) if suppress_below else x)
+        return shown_count(x, None)
 
-    biggest = flow.loc[flow["n_excluded"].idxmax()]
-    groups = cohort.group_counts().set_index("imaging_group")
-    excl_near = int(groups.loc["near_normal", "excluded"])
-    return (f"Of {n(int(flow['n_before'].iloc[0]))} registry patients, "
-            f"{n(int(flow['n_after'].iloc[-1]))} are eligible: {n(cohort.n_near_normal)} with "
-            f"near-normal imaging and {n(cohort.n_abnormal)} with concordant MRI pathology, the "
-            f"pool from which the matched controls are drawn. {n(excl_near)} further patient(s) "
+    def group(name: str, column: str) -> str:
+        return n(groups.loc[name, column]) if name in groups.index else "0"
+
+    return (f"Of {n(flow['n_before'].iloc[0])} registry patients, "
+            f"{n(flow['n_after'].iloc[-1])} are eligible: {group('near_normal', 'eligible')} with "
+            f"near-normal imaging and {group('abnormal', 'eligible')} with concordant MRI "
+            f"pathology, the pool from which the matched controls are drawn. "
+            f"{group('near_normal', 'excluded')} further patient(s) "
             f"with near-normal imaging failed another criterion. The step that excluded most "
-            f"patients was '{biggest['criterion']}' ({n(int(biggest['n_excluded']))}).")
+            f"patients was '{flow.loc[biggest, 'criterion']}' "
+            f"({n(flow.loc[biggest, 'n_excluded'])}).")
 
 
-def matching_findings(match, threshold: float = 0.1) -> str:
-    """The closing sentences of notebook 02: matched sizes and balance."""
-    sizes = match.sample_sizes()
+def matching_findings(match, threshold: float = 0.1, suppress_below: int | None = None
+                      ) -> str:
+    """The closing sentences of notebook 02: matched sizes (as the disclosed sample-size table
+    shows them for real data) and balance."""
+    from esi.disclosure import shown_count
+
+    sizes = _disclosed(match.sample_sizes(), "sample_sizes", suppress_below)
     bal = match.balance(include_distance=False)
     worst = bal["smd_after"].abs()
     before = bal["smd_before"].abs()
-    n_t = int(sizes.loc["Matched", "treated"])
-    n_c = int(sizes.loc["Matched", "control"])
-    all_t = int(sizes.loc["All", "treated"])
-    unmatched = all_t - n_t - int(sizes.loc["Discarded", "treated"])
+    n_t = shown_count(sizes.loc["Matched", "treated"], None)
+    n_c = shown_count(sizes.loc["Matched", "control"], None)
+    all_t = shown_count(sizes.loc["All", "treated"], None)
+    unmatched = sizes.loc["Unmatched", "treated"]
     p = match.params
     if p["distance"] == "mahalanobis":
         on = "the Mahalanobis distance of the covariates"
@@ -109,8 +161,8 @@ def matching_findings(match, threshold: float = 0.1) -> str:
     text = (f"{n_t} of {all_t} near-normal cases were matched to {n_c} controls with "
             f"concordant pathology ({p['method']} matching on {on}, ratio {p['ratio']}, "
             f"caliper {p['caliper']}). ")
-    if unmatched:
-        text += f"{unmatched} case(s) found no control inside the caliper. "
+    if isinstance(unmatched, str) or unmatched:
+        text += f"{shown_count(unmatched, None)} case(s) found no control inside the caliper. "
     text += (f"The largest absolute standardised mean difference fell from "
              f"{before.max():.3f} ({before.idxmax()}) before matching to {worst.max():.3f} "
              f"({worst.idxmax()}) after; {int((worst > threshold).sum())} of {len(worst)} "
@@ -118,22 +170,28 @@ def matching_findings(match, threshold: float = 0.1) -> str:
     return text
 
 
-def pairs_note(match, pairs: pd.DataFrame) -> str:
+def pairs_note(match, pairs: pd.DataFrame, suppress_below: int | None = None) -> str:
     """One sentence on the pairs of notebook 04's pair-based analyses
-    (:meth:`esi.pipeline.Analysis.one_to_one_pairs`)."""
+    (:meth:`esi.pipeline.Analysis.one_to_one_pairs`); counts of 1-4 shown as ``"<5"`` for real
+    data (``suppress_below``)."""
+    from esi.disclosure import shown_count
+
+    def n(x: int) -> str:
+        return shown_count(x, suppress_below)
+
     n_cases = match.pairs["treated"].nunique()
     n_controls = match.pairs["control"].nunique()
     if len(pairs) == len(match.pairs):
-        return (f"{len(pairs)} matched pairs (one control per case; {n_controls} distinct "
+        return (f"{n(len(pairs))} matched pairs (one control per case; {n(n_controls)} distinct "
                 f"controls) enter the pair-based analyses.")
-    return (f"{n_cases} cases were matched to {n_controls} controls (up to "
+    return (f"{n(n_cases)} cases were matched to {n(n_controls)} controls (up to "
             f"{match.params['ratio']} per case); the pair-based analyses (Rosenbaum bounds, "
             f"a paired equivalence test) use each case with its closest control: "
-            f"{len(pairs)} pairs. Leave-one-pair-out and the multiverse use every control.")
+            f"{n(len(pairs))} pairs. Leave-one-pair-out and the multiverse use every control.")
 
 
 def outcome_findings(outcomes: pd.DataFrame, larger: pd.DataFrame, historical: pd.DataFrame,
-                     alpha: float = 0.05) -> str:
+                     alpha: float = 0.05, suppress_below: int | None = None) -> str:
     """The closing sentences of notebook 03, built from the three comparison tables.
 
     Parameters
@@ -146,62 +204,95 @@ def outcome_findings(outcomes: pd.DataFrame, larger: pd.DataFrame, historical: p
         :func:`esi.compare.compare_historical` (cases versus published cohorts).
     alpha
         Significance level the sentences use.
+    suppress_below
+        Real data: the tables as disclosed (:mod:`esi.disclosure`); a comparison whose counts
+        are hidden is named without its figures.
     """
+    outcomes = _disclosed(outcomes, "outcomes", suppress_below)
+    larger = _disclosed(larger, "larger_cohort", suppress_below)
+    historical = _disclosed(historical, "historical", suppress_below)
+
     def cont(r: pd.Series) -> str:
-        return (f"{r['mean_cases']:.2f} (SD {r['sd_cases']:.2f}) vs. {r['mean_controls']:.2f} "
-                f"(SD {r['sd_controls']:.2f}); {format_p(r['p_value'])}")
+        return (f"{_num(r['mean_cases'])} (SD {_num(r['sd_cases'])}) vs. "
+                f"{_num(r['mean_controls'])} (SD {_num(r['sd_controls'])}); {_p(r['p_value'])}")
 
     def rate(r: pd.Series) -> str:
-        return (f"{r['percent_cases']:.2f}% vs. {r['percent_controls']:.2f}%; "
-                f"{format_p(r['p_value'])}")
+        if _hidden(r["percent_cases"]) or _hidden(r["percent_controls"]):
+            return f"not shown (counts below {suppress_below})"
+        return (f"{_num(r['percent_cases'])}% vs. {_num(r['percent_controls'])}%; "
+                f"{_p(r['p_value'])}")
 
     o = outcomes.set_index(["outcome", "timepoint_weeks"])
     out = [f"Missing follow-up: {outcomes['missing_rule'].iloc[0]}; tests: "
            f"{', '.join(sorted(outcomes['test'].unique()))}."]
     for t in (4, 12):
         r = o.loc[("leg_pain_reduction", t)]
-        verdict = "differed" if r["p_value"] < alpha else "did not differ significantly"
+        verdict = ("is not shown (counts below 5)" if _hidden(r["p_value"]) else
+                   "differed" if r["p_value"] < alpha else "did not differ significantly")
         out.append(f"At {t} weeks the leg-pain reduction {verdict} between near-normal cases "
-                   f"(n = {int(r['n_cases'])}) and matched controls (n = "
-                   f"{int(r['n_controls'])}): {cont(r)}.")
+                   f"(n = {_count(r['n_cases'])}) and matched controls (n = "
+                   f"{_count(r['n_controls'])}): {cont(r)}.")
     for t in (4, 12):
         r = o.loc[("back_pain_reduction", t)]
         out.append(f"Back-pain reduction at {t} weeks: {cont(r)}.")
     r = o.loc[("odi_reduction", 12)]
-    fav = "near-normal cases" if r["mean_cases"] > r["mean_controls"] else "matched controls"
-    out.append(f"The ODI reduction at 12 weeks favoured {fav}: {cont(r)}.")
+    if _hidden(r["mean_cases"]) or _hidden(r["mean_controls"]):
+        out.append(f"The ODI reduction at 12 weeks: {cont(r)}.")
+    else:
+        fav = "near-normal cases" if r["mean_cases"] > r["mean_controls"] else "matched controls"
+        out.append(f"The ODI reduction at 12 weeks favoured {fav}: {cont(r)}.")
     for t in (4, 12):
         r = o.loc[("positive_outcome", t)]
         out.append(f"Positive outcome at {t} weeks: {rate(r)}.")
     lc = larger.set_index(["outcome", "timepoint_weeks"])
-    n_pool = int(lc["n_controls"].max())
-    worse, better = [], []
+    pool = [v for v in lc["n_controls"] if not _hidden(v)]
+    n_pool = _count(max(pool)) if pool else lc["n_controls"].iloc[0]
+    worse, better, hidden = [], [], []
     for (name, t), r in lc.iterrows():
-        if r["kind"] == "continuous":
-            lower, figs = r["mean_cases"] < r["mean_controls"], cont(r)
-        else:
-            lower, figs = r["percent_cases"] < r["percent_controls"], rate(r)
-        (worse if lower == _higher_is_better(name) else better).append(
+        a, b = ((r["mean_cases"], r["mean_controls"]) if r["kind"] == "continuous"
+                else (r["percent_cases"], r["percent_controls"]))
+        if _hidden(a) or _hidden(b):
+            hidden.append(f"{name} at {t} weeks")
+            continue
+        figs = cont(r) if r["kind"] == "continuous" else rate(r)
+        (worse if (a < b) == _higher_is_better(name) else better).append(
             (f"{name} at {t} weeks ({figs})", r["p_value"]))
     out.append(f"Against the larger cohort (all {n_pool} eligible patients with concordant "
                f"pathology), the near-normal cases fared worse on {len(worse)} of "
                f"{len(worse) + len(better)} measures: " + "; ".join(w for w, _ in worse) + ".")
-    out.append(f"{sum(p < alpha for _, p in worse)} of these differences reach P < {alpha}.")
-    for _, r in historical.dropna(subset=["p_value"]).iterrows():
-        if r["timepoint_weeks"] == 0:
+    out.append(f"{sum(not _hidden(p) and p < alpha for _, p in worse)} of these differences "
+               f"reach P < {alpha}.")
+    if hidden:
+        out.append("Not shown (counts below 5): " + "; ".join(hidden) + ".")
+    for _, r in historical.iterrows():
+        if r["timepoint_weeks"] == 0 or (not _hidden(r["p_value"]) and pd.isna(r["p_value"])):
             continue
         if r["kind"] == "continuous":
             ours, theirs = r["mean_cases"], r["mean_reference"]
-            figs = f"{ours:.2f} vs. {theirs:.2f}"
+            figs = f"{_num(ours)} vs. {_num(theirs)}"
         else:
             ours, theirs = r["percent_cases"], r["percent_reference"]
-            figs = f"{ours:.2f}% vs. {theirs:.2f}%"
+            figs = f"{_num(ours)}% vs. {_num(theirs)}%"
+        arm = f" {r['arm']}" if isinstance(r["arm"], str) and r["arm"] else ""
+        if _hidden(ours):
+            out.append(f"{r['outcome']} ({r['timepoint_weeks']} weeks) of the cases against "
+                       f"{r['cohort']}{arm}: not shown (counts below 5).")
+            continue
         side = "above" if ours > theirs else "below"
         side += " (better)" if (ours > theirs) == _higher_is_better(r["outcome"]) else " (worse)"
         out.append(f"{r['outcome']} ({r['timepoint_weeks']} weeks) of the cases was {side} "
-                   f"{r['cohort']}{' ' + str(r['arm']) if isinstance(r['arm'], str) and r['arm'] else ''}: "
-                   f"{figs}; {format_p(r['p_value'])}.")
+                   f"{r['cohort']}{arm}: {figs}; {_p(r['p_value'])}.")
     return "\n".join(out)
+
+
+def _p(p: object) -> str:
+    return f"P = {p}" if isinstance(p, str) else format_p(p)  # type: ignore[arg-type]
+
+
+def _count(n: object) -> str:
+    from esi.disclosure import shown_count
+
+    return shown_count(n, None)
 
 
 def _higher_is_better(outcome: str) -> bool:
@@ -229,8 +320,15 @@ def multiverse_summary(multiverse: pd.DataFrame, alpha: float = 0.05) -> str:
 
 def sensitivity_findings(change: pd.DataFrame, power: pd.DataFrame,
                          equivalence: pd.DataFrame, influence: pd.DataFrame,
-                         multiverse: pd.DataFrame, alpha: float = 0.05) -> str:
-    """The closing sentences of notebook 04."""
+                         multiverse: pd.DataFrame, alpha: float = 0.05,
+                         suppress_below: int | None = None) -> str:
+    """The closing sentences of notebook 04 (real data, ``suppress_below``: the tables as
+    disclosed, :mod:`esi.disclosure`, and the number of influential pairs by its rule)."""
+    from esi.disclosure import shown_count
+
+    power = _disclosed(power, "power", suppress_below)
+    equivalence = _disclosed(equivalence, "equivalence", suppress_below)
+    influence = _disclosed(influence, "influence", suppress_below)
     out = []
     for _, r in change.iterrows():
         g = r["gamma_at_change"]
@@ -244,23 +342,37 @@ def sensitivity_findings(change: pd.DataFrame, power: pd.DataFrame,
     powers = power[power["quantity"] == "power"]
     mdd = pw.loc["minimum_detectable_difference", "value"]
     out.append("Power of this design: " + ", ".join(
-        f"{r['value']:.2f} for a {r['difference']:g}-point difference"
+        f"{_num(r['value'])} for a {r['difference']:g}-point difference"
         for _, r in powers.iterrows())
-        + f"; the minimum detectable difference at 80% power is {mdd:.2f} points.")
+        + f"; the minimum detectable difference at 80% power is {_num(mdd)} points.")
     e = equivalence.iloc[0]
-    out.append(f"Equivalence within +/-{e['margin']:g} points "
-               f"{'is' if e['equivalent'] else 'is not'} shown (TOST {format_p(e['p_value'])}; "
-               f"{100 - 200 * alpha:.0f}% CI {e['ci_low']:.2f} to {e['ci_high']:.2f}).")
-    flips = int(influence["changes_conclusion"].fillna(False).astype(bool).sum())
-    out.append(f"Leaving out one matched pair at a time, the estimate ranges from "
-               f"{influence['estimate'].min():.2f} to {influence['estimate'].max():.2f}; "
-               f"{flips} pair(s) change the conclusion.")
+    if _hidden(e["p_value"]):
+        out.append(f"Equivalence within +/-{e['margin']:g} points: not shown (counts below "
+                   f"{suppress_below}).")
+    else:
+        out.append(f"Equivalence within +/-{e['margin']:g} points "
+                   f"{'is' if e['equivalent'] else 'is not'} shown (TOST "
+                   f"{format_p(e['p_value'])}; {100 - 200 * alpha:.0f}% CI {e['ci_low']:.2f} "
+                   f"to {e['ci_high']:.2f}).")
+    flips = shown_count(int(influence["changes_conclusion"].fillna(False).astype(bool).sum()),
+                        suppress_below)
+    est = pd.to_numeric(influence["estimate"], errors="coerce").dropna()
+    if est.empty:
+        out.append(f"Leaving out one matched pair at a time: not shown (counts below "
+                   f"{suppress_below}).")
+    else:
+        out.append(f"Leaving out one matched pair at a time, the estimate ranges from "
+                   f"{est.min():.2f} to {est.max():.2f}; {flips} pair(s) change the "
+                   f"conclusion.")
     out.append(multiverse_summary(multiverse, alpha))
     return "\n".join(out)
 
 
-def audit_findings(audit: dict[str, pd.DataFrame]) -> str:
-    """The closing sentences of notebook 05, from :func:`esi.audit.run_audit`'s tables."""
+def audit_findings(audit: dict[str, pd.DataFrame], suppress_below: int | None = None) -> str:
+    """The closing sentences of notebook 05, from :func:`esi.audit.run_audit`'s tables (real
+    data, ``suppress_below``: as disclosed, :mod:`esi.disclosure`)."""
+    audit = {**audit, **{k: _disclosed(audit[k], k, suppress_below)
+                         for k in ("reproduction", "p_value_summary")}}
     rep = audit["reproduction"]
     p_ids = set(audit["p_value_summary"]["id"])
     figures = rep[~rep["id"].isin(p_ids)]

@@ -436,13 +436,39 @@ def render_data_dictionary(calibration: str | None = None) -> str:
         cols = ", ".join(f"`{c}`" for c in r.columns)
         lines.append(f"| `{r.name}` | {cols} | {r.text} |")
     lines += ["", "## Direct identifiers", "",
-              "A column whose name suggests a direct identifier (" +
+              "Every column of the file is judged, whatever a mapping does with it (a column "
+              "listed under `drop:` included). A column whose name suggests a direct "
+              "identifier (" +
               ", ".join(sorted({v for v in IDENTIFIER_NAME_HINTS.values()})) +
-              "), or whose values look like personal names, e-mail addresses, telephone numbers, "
-              "medical record or national identity numbers, dates of birth, street addresses or "
-              "postal codes (see `esi/deid.py`), is reported as a privacy problem and the file is "
-              "refused. For real data `esi run` also reduces exact dates to the year, replaces "
-              "patient ids by keyed pseudonyms and shows counts below 5 as `<5`.", ""]
+              "), or whose values look like personal names, free text naming a person (a "
+              "title and a name, `patient: Firstname Lastname`, or two capitalised words that "
+              "are no category or clinical words), e-mail addresses, telephone numbers, "
+              "medical record or national identity numbers, street addresses, postal codes "
+              "(UK, Canadian and Dutch postcodes, ZIP+4, and a column of bare 5-digit codes - "
+              "the patient id excepted), or dates of birth (most dates before 1990, or, for "
+              "any adult age, at least 80% of the dates 18 to 110 years before the row's "
+              "procedure date, else its latest other date, else today) is reported as a "
+              "privacy problem naming the file, the column and the rule (never a value), and "
+              "the file is refused (see `esi/deid.py`). For real data `esi run` also reduces "
+              "exact dates to the year and replaces patient ids by keyed pseudonyms.", "",
+              "## Synthetic or real", "",
+              "Decided by the data, never by a flag or a path: a registry is synthetic only "
+              "when esi can prove it generated it - its first line is the header `esi synth` "
+              "writes, naming the seed, and its SHA-256 equals that of the file `esi synth "
+              "--seed SEED` writes (`esi.synthetic.is_generated`) - and it is read without a "
+              "mapping. Everything else is real data. `synthetic: true` (`esi run "
+              "--synthetic`) on real data is refused (exit code 2); `synthetic: false` treats "
+              "even the synthetic registry as real.", ""]
+    try:
+        from esi.disclosure import rule_text
+    except ImportError:  # pragma: no cover - the package is installed whole
+        rule_text = None
+    if rule_text is not None:
+        lines += ["## Real data: disclosure control", "",
+                  "What every output of a run on real data shows (CSV files, the notebooks and "
+                  "their HTML, figure labels, `sweep.csv` and the sweep's `index.html`, "
+                  "`multiverse.csv`), by one mechanism (`esi/disclosure.py`):", "",
+                  rule_text().rstrip(), ""]
     if calibration:
         lines += [calibration.rstrip(), ""]
     return "\n".join(lines)

@@ -300,8 +300,36 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
             client.close()
     table = [{**{k: _cell(full[i][k]) for k in varied}, "point": i + 1, **rows[i]}
              for i in range(len(points))]
-    return pd.DataFrame(table, columns=varied + SUMMARY_COLUMNS
-                        + (["report"] if reports is not None else []))
+    return disclosed(pd.DataFrame(table, columns=varied + SUMMARY_COLUMNS
+                                  + (["report"] if reports is not None else [])), full)
+
+
+def disclosed(table: pd.DataFrame, full: list[dict[str, Any]]) -> pd.DataFrame:
+    """The sweep table with the rows of real-data points under disclosure control
+    (:func:`esi.disclosure.disclose`, declaration ``sweep``: matched counts of 1-4 as ``"<5"``
+    and that point's estimates, intervals, P values and SMD as ``"-"``); rows of a registry esi
+    generated (:func:`esi.pipeline.is_synthetic`) are shown as they are."""
+    from esi.disclosure import THRESHOLD, disclose
+    from esi.pipeline import is_synthetic
+
+    verdicts: dict[tuple[Any, ...], bool] = {}
+    real = []
+    for params in full:
+        key = (params["data_path"], params.get("mapping"), params.get("synthetic"))
+        if key not in verdicts:
+            try:
+                verdicts[key] = not is_synthetic(params)
+            except ParameterError:
+                verdicts[key] = True
+        real.append(verdicts[key])
+    if not any(real):
+        return table
+    mask = pd.Series(real, index=table.index)
+    shown = disclose(table[mask], "sweep", threshold=THRESHOLD)
+    out = table.astype({c: object for c in shown.columns if shown[c].dtype == object
+                        and table[c].dtype != object})
+    out.loc[mask, shown.columns] = shown
+    return out
 
 
 def _cell(v: Any) -> Any:
@@ -356,13 +384,17 @@ def _index_page(table: pd.DataFrame, grid: str) -> str:
     e = html.escape
     varied = list(table.columns[:list(table.columns).index("point")])
 
+    from esi.disclosure import shown_count
+
     def num(v: Any, fmt: str = ".3f") -> str:
+        if isinstance(v, str):  # hidden by the disclosure control
+            return v
         return "" if pd.isna(v) else format(v, fmt)
 
     def effect(r: pd.Series, prefix: str) -> str:
-        if pd.isna(r[f"{prefix}_estimate"]):
+        if _missing(r[f"{prefix}_estimate"]):
             return ""
-        return (f"{r[f'{prefix}_estimate']:.2f} ({num(r[f'{prefix}_ci_low'], '.2f')} to "
+        return (f"{num(r[f'{prefix}_estimate'], '.2f')} ({num(r[f'{prefix}_ci_low'], '.2f')} to "
                 f"{num(r[f'{prefix}_ci_high'], '.2f')}); P = {num(r[f'{prefix}_p_value'])}")
 
     head = "".join(f"<th>{e(c)}</th>" for c in varied + [
@@ -375,9 +407,10 @@ def _index_page(table: pd.DataFrame, grid: str) -> str:
         cells = [e(str(r[c])) for c in varied] + [
             str(r["point"]),
             e(r["status"] if r["status"] == "ok" else f"error: {r['error']}"),
-            "" if pd.isna(r["n_cases_matched"]) else
-            f"{int(r['n_cases_matched'])} / {int(r['n_controls_matched'])}",
-            num(r["max_abs_smd"]), e(effect(r, "leg_pain_reduction_4w")),
+            "" if _missing(r["n_cases_matched"]) else
+            e(f"{shown_count(r['n_cases_matched'], None)} / "
+              f"{shown_count(r['n_controls_matched'], None)}"),
+            e(num(r["max_abs_smd"])), e(effect(r, "leg_pain_reduction_4w")),
             e(effect(r, "positive_outcome_4w")),
             f'<a href="{e(link)}">report</a>' if link else ""]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -395,6 +428,10 @@ difference across the sweep's points"></p>
 {chr(10).join(body)}
 </table></body></html>
 """
+
+
+def _missing(v: Any) -> bool:
+    return not isinstance(v, str) and pd.isna(v)
 
 
 def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | None,
@@ -435,6 +472,15 @@ def sweep_cli(grid: str, workers: int | None, scheduler: str | None, out: str | 
     if workers is not None and workers < 1:
         print(f"esi sweep: --workers must be 1 or more, got {workers}", file=sys.stderr)
         return 2
+    from esi.pipeline import is_synthetic
+
+    for i, pt in enumerate(full):  # a false synthetic claim is refused before anything runs
+        if pt.get("synthetic") is True:
+            try:
+                is_synthetic(pt)
+            except ParameterError as exc:
+                print(printable(f"esi sweep: point {i + 1}: {exc}"), file=sys.stderr)
+                return 2
     # inputs: the grid, the base parameter file (--params, or the one the grid names), and
     # every point's registry and mapping
     spec = read_yaml(resolve(grid), what="grid file")  # load_grid read it without error

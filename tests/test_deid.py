@@ -421,3 +421,102 @@ def test_scan_for_markers(tmp_path):
         scan_for_markers(tmp_path, [""])
     with pytest.raises(ValueError, match="is not a folder"):
         scan_for_markers(tmp_path / "a.csv", [m1])
+
+
+# --- issue 12: every column, dates of birth of adults, bare ZIP codes, notes naming patients --
+
+def _raw_with_extra(frame: pd.DataFrame, extra: dict[str, list[str]]) -> RawTable:
+    raw = frame.reset_index()
+    for name, values in extra.items():
+        raw[name] = values
+    header = list(raw.columns)
+    rows = [["" if pd.isna(v) else (v.date().isoformat() if isinstance(v, pd.Timestamp)
+                                    else str(v)) for v in r]
+            for r in raw.itertuples(index=False, name=None)]
+    return RawTable(header=header, rows=rows, lines=list(range(2, len(rows) + 2)))
+
+
+def _adult_birth_dates(frame: pd.DataFrame) -> list[str]:
+    """Dates of birth consistent with each patient's age at the procedure (born 1990-2004
+    for a young cohort)."""
+    out = []
+    for i, (d, age) in enumerate(zip(frame["procedure_date"], frame["age"], strict=True)):
+        out.append((d - pd.DateOffset(years=int(age), days=40 + 11 * i)).date().isoformat())
+    return out
+
+
+def test_dates_of_birth_of_young_adults_are_recognised_by_content():
+    frame = example_registry(40, seed=5)
+    frame["procedure_date"] = [pd.Timestamp(2022, 1 + i % 12, 1 + i % 27)
+                               for i in range(len(frame))]
+    frame["age"] = [18 + i % 14 for i in range(len(frame))]  # born about 1990-2004
+    dob = _adult_birth_dates(frame)
+    assert min(dob) >= "1990-01-01" and max(dob) <= "2004-12-31"
+    found = find_identifiers(_raw_with_extra(frame, {"d1": dob}))
+    assert found["column"].tolist() == ["d1"]
+    assert found.loc[0, "kind"] == "date_of_birth"
+    assert "40 of 40 values look like dates 18 to 110 years before" in found.loc[0, "evidence"]
+    # dates around the procedure (an MRI, a follow-up visit) are not dates of birth
+    mri = [(d - pd.Timedelta(days=30 + i)).date().isoformat()
+           for i, d in enumerate(frame["procedure_date"])]
+    assert find_identifiers(_raw_with_extra(frame, {"mri_when": mri})).empty
+    # without a procedure date in the table, the ages are counted to the row's other dates
+    other = _raw_with_extra(frame.drop(columns=["procedure_date"]),
+                            {"d1": dob, "seen": [d.date().isoformat()
+                                                 for d in frame["procedure_date"]]})
+    assert find_identifiers(other)["column"].tolist() == ["d1"]
+
+
+def test_bare_zip_codes_and_notes_naming_patients():
+    frame = example_registry(30, seed=6)
+    zips = [f"{(2139 + 97 * (i % 7)):05d}" for i in range(len(frame))]
+    notes = ["" if i % 3 else f"Seen with daughter; Mr. Okafor reports less pain {i}"
+             for i in range(len(frame))]
+    plain_notes = ["Patient reports less leg pain after the injection" if i % 2 else ""
+                   for i in range(len(frame))]
+    found = find_identifiers(_raw_with_extra(frame, {"area": zips, "remarks": notes,
+                                                     "comment": plain_notes}))
+    assert found["column"].tolist() == ["area", "remarks"]
+    assert found["kind"].tolist() == ["postal_code", "name"]
+    text = found.to_csv(index=False)
+    assert "Okafor" not in text and "02139" not in text
+    for values, kind in ((["SW1A 1AA", "M1 1AE", "EC1A 1BB"], "postal_code"),
+                         (["K1A 0B1", "M5V 3L9", "H2X 1Y4"], "postal_code"),
+                         (["1012 AB", "3511 LX", "9711 JS"], "postal_code"),
+                         (["John Smith came with his wife for the follow-up"], "name"),
+                         (["patient: Anna Berg, pain better at 4 weeks"], "name")):
+        assert identifier_by_content(values) == kind, values
+    # 5-digit numbers that are ids (unique by design) are not postal codes
+    ids = pd.Index([f"{10000 + i}" for i in range(30)], name="patient_id")
+    assert find_identifiers(frame.set_axis(ids)).empty
+
+
+def test_a_mapping_never_drops_an_identifier_silently(tmp_path):
+    """esi validate on a file whose mapping drops notes naming patients, an adult date of
+    birth and ZIP codes: refused, naming file, column and rule, never a value."""
+    from esi.validate import validate_file
+
+    frame = example_registry(40, seed=8)
+    frame["procedure_date"] = [pd.Timestamp(2021, 1 + i % 12, 1 + i % 27)
+                               for i in range(len(frame))]
+    frame["age"] = [19 + i % 12 for i in range(len(frame))]
+    raw = _raw_with_extra(frame, {
+        "birth": _adult_birth_dates(frame),
+        "area": [f"{(10001 + 13 * (i % 9)):05d}" for i in range(len(frame))],
+        "free_text": [f"Dr. Lindqvist saw the patient, doing well at visit {i}"
+                      for i in range(len(frame))]})
+    path = tmp_path / "export.csv"
+    pd.DataFrame(raw.rows, columns=raw.header).to_csv(path, index=False)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("drop: [birth, area, free_text]\n")
+    report = validate_file(path, mapping=mapping)
+    assert not report.ok
+    bad = {p.column: p for p in report.problems if p.rule == "direct-identifier"}
+    assert set(bad) == {"birth", "area", "free_text"}
+    assert all(p.privacy and p.file == str(path) for p in bad.values())
+    assert "a date of birth" in bad["birth"].message and "18 to 110 years" in bad["birth"].message
+    assert "a postal code" in bad["area"].message and "5-digit codes" in bad["area"].message
+    assert "a person's name" in bad["free_text"].message
+    text = "\n".join(p.message for p in report.problems)
+    for secret in ("Lindqvist", "10001", raw.rows[0][raw.header.index("birth")]):
+        assert secret not in text

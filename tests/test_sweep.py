@@ -12,15 +12,19 @@ from factory import example_registry, tiny_notebook
 
 @pytest.fixture(scope="module")
 def registry_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sweep") / "registry.csv"
-    return write_registry(example_registry(n=120, seed=3), path)
+    """A registry esi did not generate: real data to esi (pseudonymised, counts disclosed)."""
+    folder = tmp_path_factory.mktemp("sweep")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ESI_PSEUDONYM_KEY", str(folder / "pseudonym.key"))
+    yield write_registry(example_registry(n=120, seed=3), folder / "registry.csv")
+    mp.undo()
 
 
 def _grid(tmp_path, registry_file, body: str):
     p = tmp_path / "grid.yaml"
     p.write_text(f"params: params/default.yaml\n{body}")
     base = tmp_path / "base.yaml"
-    base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
+    base.write_text(f"data_path: {registry_file}\n")
     return load_grid(p, base=str(base))
 
 
@@ -81,7 +85,7 @@ def test_sweep_cli_exit_codes(tmp_path, registry_file, capsys):
 
     grid = tmp_path / "g.yaml"
     base = tmp_path / "base.yaml"
-    base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
+    base.write_text(f"data_path: {registry_file}\n")
     grid.write_text("grid:\n  ratio: [1]\n")
     assert main(["sweep", str(grid), "--params", str(base), "--workers", "1",
                  "--out", str(tmp_path / "out")]) == 0
@@ -89,6 +93,20 @@ def test_sweep_cli_exit_codes(tmp_path, registry_file, capsys):
     grid.write_text("grid:\n  ratio: [one]\n")
     assert main(["sweep", str(grid), "--params", str(base)]) == 2
     assert "parameter 'ratio' = 'one'" in capsys.readouterr().err
+
+
+def test_sweep_refuses_a_false_synthetic_claim(tmp_path, registry_file, capsys):
+    from esi.cli import main
+
+    grid = tmp_path / "g.yaml"
+    base = tmp_path / "base.yaml"
+    base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
+    grid.write_text("grid:\n  ratio: [1]\n")
+    assert main(["sweep", str(grid), "--params", str(base), "--workers", "1",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "point 1: synthetic: true" in err and "not a registry that esi generated" in err
+    assert not (tmp_path / "out").exists()
 
 
 def _tiny_notebooks(tmp_path, monkeypatch):
@@ -139,7 +157,7 @@ def test_sweep_cli_with_reports_builds_the_folder_then_renames_it(tmp_path, regi
 
     _tiny_notebooks(tmp_path, monkeypatch)
     base = tmp_path / "base.yaml"
-    base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
+    base.write_text(f"data_path: {registry_file}\n")
     grid = tmp_path / "g.yaml"
     grid.write_text("grid:\n  caliper: [0.2, 0.1]\n")
     from esi.outputs import write_marker
@@ -168,7 +186,7 @@ def test_interrupted_sweep_leaves_no_folder(tmp_path, registry_file, monkeypatch
 
     monkeypatch.setattr(esi.sweep, "sweep", interrupted)
     base = tmp_path / "base.yaml"
-    base.write_text(f"data_path: {registry_file}\nsynthetic: true\n")
+    base.write_text(f"data_path: {registry_file}\n")
     grid = tmp_path / "g.yaml"
     grid.write_text("grid:\n  ratio: [1]\n")
     assert main(["sweep", str(grid), "--params", str(base), "--out",

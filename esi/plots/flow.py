@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from esi.deid import suppress_count_text
 from esi.plots import laid_out
 
 __all__ = ["flow_diagram"]
@@ -26,20 +25,27 @@ def flow_diagram(flow: pd.DataFrame, groups: pd.DataFrame | None = None,
         Optional final split (:meth:`esi.cohort.Cohort.group_counts`): the eligible near-normal
         and abnormal patients are drawn under the last box.
     suppress_below
-        For real data: counts in ``1 .. suppress_below - 1`` are shown as ``<N``.
+        For real data: the flow and the groups as disclosed (:func:`esi.disclosure.disclose`,
+        declarations ``cohort_flow`` and ``group_counts``): counts in
+        ``1 .. suppress_below - 1`` are shown as ``<N`` and the counts that would reveal them
+        by subtraction as ``-``, in every label.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    def n(x: int) -> str:
-        return str(shown(str(int(x))))
+    from esi.disclosure import disclose, shown_count
+
+    if suppress_below:
+        flow = disclose(flow, "cohort_flow", threshold=suppress_below)
+        if groups is not None:
+            groups = disclose(groups, "group_counts", threshold=suppress_below)
+
+    def n(x: object) -> str:
+        return shown_count(x, None)
 
     def reasons(text: str) -> str:
-        return str(shown(text)).replace("; ", "\n") if isinstance(text, str) else ""
-
-    def shown(text: str) -> object:
-        return suppress_count_text(text, suppress_below) if suppress_below else text
+        return text.replace("; ", "\n") if isinstance(text, str) else ""
 
     steps = len(flow)
     height = 1.25 * (steps + 2)
@@ -58,7 +64,7 @@ def flow_diagram(flow: pd.DataFrame, groups: pd.DataFrame | None = None,
                     arrowprops=dict(arrowstyle="->", color="#335577"))
         ax.text(3, y_next, f"{row['criterion']}\nn = {n(row['n_after'])}", ha="center",
                 va="center", bbox=box, fontsize=8.5)
-        if row["n_excluded"]:
+        if isinstance(row["n_excluded"], str) or row["n_excluded"]:
             ax.annotate("", xy=(6.1, y - 0.5), xytext=(3, y - 0.5),
                         arrowprops=dict(arrowstyle="->", color="#aa5555"))
             detail = reasons(row["reasons"])

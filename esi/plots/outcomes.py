@@ -35,20 +35,21 @@ _GROUP_STYLE = {1: ("Near-normal imaging", "C0", "o"), 0: ("Concordant pathology
 def _panel(ax: Axes, rows: pd.DataFrame, name: str, value: str, lo: str, hi: str) -> None:
     label, null, scale = EFFECT_LABELS.get(name, (name, 0.0, "linear"))
     y = np.arange(len(rows))[::-1]
-    est = rows[value].to_numpy(float)
-    low = rows[lo].to_numpy(float)
-    high = rows[hi].to_numpy(float)
+    # real data: cells hidden by the disclosure control ("-") are not drawn
+    hidden = rows[value].map(lambda v: isinstance(v, str)).to_numpy(bool)
+    est, low, high = (pd.to_numeric(rows[c], errors="coerce").to_numpy(float)
+                      for c in (value, lo, hi))
     finite = np.isfinite(est) & np.isfinite(low) & np.isfinite(high)
     if scale == "log":
         finite &= (low > 0) & (est > 0)
     colours = np.where(rows["primary"].to_numpy(bool), "C3", "k")
-    for yi, e, a, b, c, ok in zip(y, est, low, high, colours, finite, strict=True):
+    for yi, e, a, b, c, ok, h in zip(y, est, low, high, colours, finite, hidden, strict=True):
         if ok:
             ax.plot([a, b], [yi, yi], color=c, lw=1.5)
             ax.plot([e], [yi], marker="s", color=c, ms=6)
         else:
-            ax.text(null, yi, "not estimable", va="center", ha="center", fontsize=8,
-                    color="0.4")
+            ax.text(null, yi, "not shown (counts below 5)" if h else "not estimable",
+                    va="center", ha="center", fontsize=8, color="0.4")
     ax.axvline(null, color="0.5", ls="--", lw=1)
     if scale == "log" and finite.any():
         ax.set_xscale("log")
@@ -78,7 +79,9 @@ def forest_plot(outcomes_table: pd.DataFrame, ax: Axes | None = None, *,
     Returns
     -------
     matplotlib.figure.Figure
-        The primary outcome is drawn in red; rows whose interval cannot be estimated say so.
+        The primary outcome is drawn in red; rows whose interval cannot be estimated, or is
+        hidden by the disclosure control of real data (``"-"``, :mod:`esi.disclosure`), say
+        so.
     """
     if measure == "effect_size":
         name_col, value, lo, hi = "effect_size_name", "effect_size", "effect_ci_low", "effect_ci_high"
@@ -114,7 +117,7 @@ def forest_plot(outcomes_table: pd.DataFrame, ax: Axes | None = None, *,
 
 
 def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | None = None, *,
-                    missing: str = "complete_case") -> Figure:
+                    missing: str = "complete_case", suppress_below: int | None = None) -> Figure:
     """Mean leg pain, back pain and ODI at baseline, 4 and 12 weeks by imaging group.
 
     Parameters
@@ -128,6 +131,9 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
         Three Axes (leg pain, back pain, ODI) to draw on; default a new 1 x 3 figure.
     missing
         Single-imputation rule applied first (``"complete_case"``, ``"locf"``, ``"bocf"``).
+    suppress_below
+        Real data: a visit seen by 1 .. suppress_below - 1 patients of a group is not drawn
+        and its n reads ``<5`` (:func:`esi.disclosure.shown_count`).
 
     Returns
     -------
@@ -159,6 +165,8 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
     weeks = (0, *TIMEPOINTS)
     from scipy import stats
 
+    from esi.disclosure import shown_count
+
     for a, (field, title) in zip(axes, measures, strict=True):
         for g, (label, colour, marker) in _GROUP_STYLE.items():
             sub = reg[group == g]
@@ -167,8 +175,11 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
                 col = f"baseline_{field}" if t == 0 else f"{field}_{t}w"
                 vals = _float(sub[col]).dropna().to_numpy() if col in sub else np.array([])
                 n = len(vals)
-                m = vals.mean() if n else np.nan
-                half = (stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+                if suppress_below is not None and 0 < n < suppress_below:
+                    vals = np.array([])  # a small group's mean is not drawn
+                m = vals.mean() if len(vals) else np.nan
+                half = (stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / np.sqrt(n)
+                        if len(vals) > 1 else np.nan)
                 means.append(m)
                 lows.append(m - half)
                 highs.append(m + half)
@@ -177,7 +188,7 @@ def trajectory_plot(registry: pd.DataFrame, match=None, ax: Sequence[Axes] | Non
             x = np.asarray(weeks, dtype=float) + offset
             a.errorbar(x, means, yerr=[np.subtract(means, lows), np.subtract(highs, means)],
                        color=colour, marker=marker, capsize=3,
-                       label=f"{label} (n = {'/'.join(map(str, ns))})")
+                       label=f"{label} (n = {'/'.join(shown_count(k, suppress_below) for k in ns)})")
         a.set_xticks(weeks, ["Baseline", "4 wk", "12 wk"])
         a.set_title(title, fontsize=10)
         a.legend(fontsize=7, loc="best")

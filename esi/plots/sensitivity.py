@@ -37,7 +37,8 @@ def specification_curve(table: pd.DataFrame, *, outcome: str = "primary",
     table
         :func:`esi.sensitivity.multiverse` output, or any table of specifications with
         ``<outcome>_estimate``, ``_ci_low``, ``_ci_high`` and ``_p_value`` columns, such as
-        ``sweep.csv`` (rows without a result are left out).
+        ``sweep.csv`` (rows without a result, or whose result is hidden by the disclosure
+        control of real data, are left out).
     outcome
         Prefix of those columns: in the multiverse ``"primary"`` (mean difference in
         leg-pain reduction) or ``"positive"`` (risk difference of the positive outcome); in a
@@ -52,6 +53,8 @@ def specification_curve(table: pd.DataFrame, *, outcome: str = "primary",
         raise ValueError(f"outcome: the table has no {', '.join(cols)} columns for "
                          f"outcome {outcome!r}")
     _require(table, list(choices), "table")
+    if any(table[c].dtype == object for c in cols):  # real data: hidden cells ("-") left out
+        table = table.assign(**{c: pd.to_numeric(table[c], errors="coerce") for c in cols})
     data = table[table[cols[0]].notna()].sort_values(cols[0]).reset_index(drop=True)
     rows = []
     for choice in choices:

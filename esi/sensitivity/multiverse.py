@@ -842,7 +842,8 @@ def run_multiverse(params: Mapping[str, Any], out_dir: str | Path,
     Returns
     -------
     pathlib.Path
-        The path of ``multiverse.csv``.
+        The path of ``multiverse.csv``; for a real registry under the disclosure control of
+        :meth:`esi.pipeline.Analysis.present` (declaration ``multiverse``).
 
     Raises
     ------
@@ -862,8 +863,10 @@ def run_multiverse(params: Mapping[str, Any], out_dir: str | Path,
         resolve(merged["mapping"]) if merged.get("mapping") else None])
     # Through Analysis, so that a real registry is protected (dates reduced, ids
     # pseudonymised) exactly as in the notebooks.
-    eligible = Analysis(merged, extra=notebook_extra(), persist=False).cohort().eligible
-    table = multiverse_from_params(eligible, merged)
+    analysis = Analysis(merged, extra=notebook_extra(), persist=False)
+    table = multiverse_from_params(analysis.cohort().eligible, merged)
+    # real data: matched counts of 1-4 as "<5" and their statistics hidden (esi.disclosure)
+    table = analysis.present(table, "multiverse")
     build = partial_folder(out)
     try:
         with atomic_write(build / "multiverse.csv") as fh:
