@@ -995,7 +995,8 @@ def _write_index(folder: Path, params: dict[str, Any], provenance: dict[str, Any
     links = "".join(f'<li><a href="{n}.html">{e(n.replace("_", " "))}</a></li>'
                     for n in NOTEBOOKS)
     files = "".join(f'<li><a href="{f}">{f}</a></li>' for f in sorted(
-        p.name for p in folder.iterdir() if p.suffix in (".csv", ".json")))
+        p.name for p in folder.iterdir()
+        if p.suffix in (".csv", ".json") and not p.name.startswith(".")))
     par = "".join(f"<tr><th>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>"
                   for k, v in params.items())
     res = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
