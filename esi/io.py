@@ -174,7 +174,7 @@ def remove_stale_partials(parent: str | os.PathLike[str]) -> list[Path]:
     list of pathlib.Path
         The folders removed.
     """
-    from esi.processes import _removable, owner_is_gone
+    from esi.processes import is_own_folder, owner_is_gone
 
     parent = Path(parent)
     removed: list[Path] = []
@@ -183,7 +183,7 @@ def remove_stale_partials(parent: str | os.PathLike[str]) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        if _PARTIAL_NAME.match(entry.name) and _removable(entry) and owner_is_gone(entry):
+        if _PARTIAL_NAME.match(entry.name) and is_own_folder(entry) and owner_is_gone(entry):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed

@@ -37,7 +37,7 @@ from typing import Any
 __all__ = ["Interrupted", "interruptible", "deferred_signals", "exit_code", "pool_worker_init",
            "set_parent_death_signal", "kernel_preexec", "register_kernel", "unregister_kernel",
            "kill_kernels", "owner_record", "owner_is_gone", "process_identity", "OWNER_FILE",
-           "remove_stale_kernel_folders", "KERNEL_FOLDER_PREFIX"]
+           "remove_stale_kernel_folders", "is_own_folder", "KERNEL_FOLDER_PREFIX"]
 
 #: The signals a command turns into :class:`Interrupted`.
 CATCHABLE: tuple[signal.Signals, ...] = tuple(
@@ -307,7 +307,7 @@ def owner_is_gone(folder: str | os.PathLike[str]) -> bool:
     return current is None or current != identity
 
 
-def _removable(path: Path) -> bool:
+def is_own_folder(path: Path) -> bool:
     """A real folder (no symbolic link) of this user."""
     try:
         st = path.lstat()
@@ -326,7 +326,7 @@ def remove_stale_kernel_folders(tmp: str | os.PathLike[str] | None = None) -> li
     root = Path(tmp or tempfile.gettempdir())
     removed = []
     for d in root.glob(f"{KERNEL_FOLDER_PREFIX}*"):
-        if _removable(d) and owner_is_gone(d):
+        if is_own_folder(d) and owner_is_gone(d):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed

@@ -61,9 +61,10 @@ def spreadsheet_safe(value: Any) -> Any:
     Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
     apostrophe (the usual defence against CSV formula injection, OWASP); numbers, and text that
     is just a number such as ``"-1.5"``, are returned unchanged, so negative numbers stay
-    numbers. Anything that is not text is returned unchanged.
+    numbers, and a lone ``-`` (no formula: the disclosure control's hidden cell) stays as is.
+    Anything that is not text is returned unchanged.
     """
     if isinstance(value, str) and value.startswith(_FORMULA_START) \
-            and not _NUMBER.fullmatch(value):
+            and not _NUMBER.fullmatch(value) and value != "-":
         return "'" + value
     return value
