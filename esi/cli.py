@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -287,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``esi`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Paths on the command line mean the current folder (paths inside parameter files are
+    # taken from the project root, esi.paths.resolve): make them absolute here, once.
+    for name in ("params", "grid"):
+        if getattr(args, name, None):
+            setattr(args, name, os.path.abspath(os.path.expanduser(getattr(args, name))))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -458,7 +458,19 @@ def render_data_dictionary(calibration: str | None = None) -> str:
               "--seed SEED` writes (`esi.synthetic.is_generated`) - and it is read without a "
               "mapping. Everything else is real data. `synthetic: true` (`esi run "
               "--synthetic`) on real data is refused (exit code 2); `synthetic: false` treats "
-              "even the synthetic registry as real.", ""]
+              "even the synthetic registry as real.", "",
+              "## Where esi writes (outputs never replace your files)", "",
+              "`esi run`, `esi sweep` and `esi multiverse` write their folder `--out DIR` only "
+              "when `DIR` does not exist, is empty, or is a complete earlier esi output of the "
+              "same kind (it holds the marker `esi-output.json` naming that kind, and no file "
+              "the marker does not list). Anything else is refused with exit code 2 and a "
+              "message naming the path: another file or folder, the project root or a folder "
+              "above it, `data/` and the project's source folders, an input file (registry, "
+              "mapping, parameter or grid file), the folder holding one or any folder above it. "
+              "`esi synth --out FILE` replaces only a file `esi synth` wrote (recognised by its "
+              "header). Replacing an earlier output is atomic; relative paths on the command "
+              "line are taken from the current folder (`esi/outputs.py`; README: Where esi "
+              "writes).", ""]
     try:
         from esi.disclosure import rule_text
     except ImportError:  # pragma: no cover - the package is installed whole

@@ -149,6 +149,22 @@ def test_an_input_file_is_refused_as_output(command, export, tmp_path, capsys, n
         assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("command", [["run"], ["sweep", "g.yaml"], ["multiverse"]])
+def test_relative_parameter_and_grid_files_mean_the_current_folder(command, export, tmp_path,
+                                                                   capsys, monkeypatch, no_work):
+    # --params and the grid file given relative to the current folder are read from there
+    # (they were taken from the project root: "cannot read the parameter file")
+    (tmp_path / "p.yaml").write_text(f"data_path: {export}\n")
+    (tmp_path / "g.yaml").write_text("grid:\n  ratio: [1]\n")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert main([*command, "--params", "p.yaml", "--out", "export"]) == 2
+    refused(capsys, export.parent, "holds the input file")
+    assert main([*command, "--params", "p.yaml", "--out", "p.yaml"]) == 2
+    refused(capsys, tmp_path / "p.yaml", "is an input file")
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize("command", [["run"], ["sweep", "GRID"], ["multiverse"]])
 def test_the_project_root_and_its_source_folders_are_refused(command, tmp_path, capsys,
                                                              monkeypatch, no_work):

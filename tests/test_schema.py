@@ -65,3 +65,13 @@ def test_round_trip_write_read(tmp_path, registry_frame):
     # writing the read table again gives the same bytes
     again = write_registry(back, tmp_path / "r2.csv", comment="test registry")
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_data_dictionary_states_the_output_path_rule():
+    # issue 12: the data dictionary states the output-path rule beside the disclosure rule and
+    # what decides "synthetic"
+    text = render_data_dictionary()
+    for heading in ("## Synthetic or real", "## Where esi writes",
+                    "## Real data: disclosure control"):
+        assert heading in text
+    assert "esi-output.json" in text and "exit code 2" in text
