@@ -752,22 +752,38 @@ DISCLOSURES: dict[str, Disclosure] = {
         what="n_sets (the ids and values of single patients are dropped)"),
     "multiverse": Disclosure(
         counts=("n_cases_matched", "n_controls_matched", "n_matched", "primary_n_cases",
-                "primary_n_controls", "positive_n_cases", "positive_n_controls"),
+                "primary_n_controls", "positive_n_cases", "positive_n_controls",
+                "positive_events_cases", "positive_events_controls"),
         stats=((("n_cases_matched", "n_controls_matched", "n_matched"),
                 ("max_abs_smd",) + _MV_PRIMARY + _MV_POSITIVE),
                (("primary_n_cases", "primary_n_controls"), _MV_PRIMARY),
-               (("positive_n_cases", "positive_n_controls"), _MV_POSITIVE)),
+               (("positive_n_cases", "positive_n_controls", "positive_events_cases",
+                 "positive_events_controls"), _MV_POSITIVE)),
         sums=(row_sum("n_matched", "n_cases_matched", "n_controls_matched"),
               row_sum("n_cases_matched", "primary_n_cases", rest=True),
               row_sum("n_controls_matched", "primary_n_controls", rest=True),
               row_sum("n_cases_matched", "positive_n_cases", rest=True),
-              row_sum("n_controls_matched", "positive_n_controls", rest=True)),
+              row_sum("n_controls_matched", "positive_n_controls", rest=True),
+              row_sum("positive_n_cases", "positive_events_cases", rest=True),
+              row_sum("positive_n_controls", "positive_events_controls", rest=True)),
         what="n_*_matched, n_matched, primary_n_*, positive_n_* (n_matched is their sum; "
              "the patients without the outcome are a rest)"),
     "sweep": Disclosure(
-        counts=("n_cases_matched", "n_controls_matched"),
-        stats=(((), ("max_abs_smd",) + _SWEEP_STATS),),
-        what="n_cases_matched, n_controls_matched"),
+        counts=("n_cases_matched", "n_controls_matched")
+        + tuple(f"positive_outcome_{t}w_{c}" for t in (4, 12)
+                for c in ("n_cases", "n_controls", "events_cases", "events_controls")),
+        stats=((("n_cases_matched", "n_controls_matched"), ("max_abs_smd",) + _SWEEP_STATS),)
+        + tuple(((f"positive_outcome_{t}w_n_cases", f"positive_outcome_{t}w_n_controls",
+                  f"positive_outcome_{t}w_events_cases", f"positive_outcome_{t}w_events_controls"),
+                 tuple(f"positive_outcome_{t}w_{s}"
+                       for s in ("estimate", "ci_low", "ci_high", "p_value")))
+                for t in (4, 12)),
+        sums=tuple(row_sum(f"positive_outcome_{t}w_{n}", f"positive_outcome_{t}w_{e}",
+                           rest=True)
+                   for t in (4, 12) for n, e in (("n_cases", "events_cases"),
+                                                 ("n_controls", "events_controls"))),
+        what="n_cases_matched, n_controls_matched, and the positive outcome's n and events "
+             "of cases and controls at 4 and 12 weeks (n = events + those without it)"),
     "reproduction": Disclosure(
         counts=(("reproduced", _count_ids),), stats=(((), ("match",)),),
         what="reproduced of the published counts (n_cases, n_controls, control_pool)"),

@@ -56,11 +56,15 @@ SUMMARY_OUTCOMES = (("leg_pain_reduction", 4), ("leg_pain_reduction", 12),
 #: expanded, so a grid of 10^8 points is refused at once instead of filling the memory.
 MAX_POINTS = 10_000
 
+#: Counts behind the binary outcomes' estimates (the disclosure control needs them).
+SUMMARY_COUNTS = ("n_cases", "n_controls", "events_cases", "events_controls")
+
 #: Result columns of a sweep row, after the parameter columns.
 SUMMARY_COLUMNS = (
     ["point", "status", "error", "n_cases_matched", "n_controls_matched", "max_abs_smd"]
     + [f"{o}_{t}w_{s}" for o, t in SUMMARY_OUTCOMES
-       for s in ("estimate", "ci_low", "ci_high", "p_value")]
+       for s in ("estimate", "ci_low", "ci_high", "p_value")
+       + (SUMMARY_COUNTS if o == "positive_outcome" else ())]
 )
 
 
@@ -139,7 +143,9 @@ def summarise(params: dict[str, Any]) -> dict[str, Any]:
         covariate terms, distance excluded), and for the primary outcome
         (``leg_pain_reduction``) and the positive outcome at 4 and 12 weeks:
         ``<outcome>_<t>w_estimate`` (mean difference or risk difference, cases minus
-        controls), ``_ci_low``, ``_ci_high``, ``_p_value``.
+        controls), ``_ci_low``, ``_ci_high``, ``_p_value``; for the positive outcome also
+        ``_n_cases``, ``_n_controls`` (patients with the outcome known) and ``_events_cases``,
+        ``_events_controls`` (how many of them had it).
     """
     from esi.pipeline import Analysis
 
@@ -158,6 +164,9 @@ def summarise(params: dict[str, Any]) -> dict[str, Any]:
             r = out.loc[(o, t)]
             for s in ("estimate", "ci_low", "ci_high", "p_value"):
                 row[f"{o}_{t}w_{s}"] = float(r[s])
+            if o == "positive_outcome":
+                for s in SUMMARY_COUNTS:
+                    row[f"{o}_{t}w_{s}"] = int(round(float(r[s])))
         row.update(status="ok", error="")
     except Exception as exc:  # a failing point is reported in its row, not raised
         row.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])

@@ -295,3 +295,48 @@ def test_figures_of_real_data_draw_nothing_hidden():
     fig = specification_curve(disclose(mv, "multiverse"))
     assert fig.axes[0].get_title() == "30 specifications, sorted by estimate"
     plt.close(fig)
+
+
+def _positive(events_cases, events_controls, n=14):
+    estimate = (events_cases - events_controls) / n
+    return {"estimate": estimate, "ci_low": estimate - 0.3, "ci_high": estimate + 0.3,
+            "p_value": 0.22}
+
+
+@pytest.mark.parametrize("events", [(3, 7), (7, 3), (11, 7), (7, 12)])
+def test_multiverse_risk_difference_of_a_small_count_is_hidden(events):
+    # the risk difference times n gives the difference of the event counts: with one arm's
+    # events (or non-events, n - events) below 5 the estimate would give the hidden count back
+    stats = _positive(*events)
+    table = pd.DataFrame([{
+        "spec_id": 1, "ratio": 1, "timepoint_weeks": 4, "n_cases_matched": 14,
+        "n_controls_matched": 14, "n_matched": 28, "max_abs_smd": 0.05,
+        "primary_n_cases": 14, "primary_n_controls": 14, "primary_estimate": -0.25,
+        "primary_ci_low": -2.0, "primary_ci_high": 1.5, "primary_p_value": 0.72,
+        "positive_n_cases": 14, "positive_n_controls": 14,
+        "positive_events_cases": events[0], "positive_events_controls": events[1],
+        **{f"positive_{k}": v for k, v in stats.items()}}])
+    out = disclose(table, "multiverse")
+    for k in stats:
+        assert out.loc[0, f"positive_{k}"] == HIDDEN, k
+    assert out.loc[0, "primary_estimate"] == -0.25  # not computed from the hidden count
+    assert out.loc[0, ["spec_id", "ratio", "timepoint_weeks"]].tolist() == [1, 1, 4]
+    shown = disclose(table.assign(positive_events_cases=7, positive_events_controls=7),
+                     "multiverse")
+    assert shown.loc[0, "positive_p_value"] == 0.22
+
+
+def test_sweep_risk_difference_of_a_small_count_is_hidden():
+    row = {"point": 1, "n_cases_matched": 14, "n_controls_matched": 14, "max_abs_smd": 0.05,
+           "leg_pain_reduction_4w_estimate": -0.25}
+    for t, events in ((4, (3, 7)), (12, (7, 7))):
+        row.update({f"positive_outcome_{t}w_{k}": v for k, v in _positive(*events).items()})
+        row.update({f"positive_outcome_{t}w_n_cases": 14, f"positive_outcome_{t}w_n_controls": 14,
+                    f"positive_outcome_{t}w_events_cases": events[0],
+                    f"positive_outcome_{t}w_events_controls": events[1]})
+    out = disclose(pd.DataFrame([row]), "sweep")
+    assert out.loc[0, "positive_outcome_4w_events_cases"] == SMALL
+    assert out.loc[0, "positive_outcome_4w_estimate"] == HIDDEN
+    assert out.loc[0, "positive_outcome_4w_p_value"] == HIDDEN
+    assert out.loc[0, "positive_outcome_12w_estimate"] == 0.0  # 7 vs 7: nothing small
+    assert out.loc[0, "leg_pain_reduction_4w_estimate"] == -0.25

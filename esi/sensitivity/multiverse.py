@@ -106,8 +106,9 @@ MULTIVERSE_COLUMNS = [
     "n_controls_matched", "n_matched", "max_abs_smd",
     "primary_outcome", "primary_n_cases", "primary_n_controls", "primary_estimate",
     "primary_ci_low", "primary_ci_high", "primary_p_value",
-    "positive_outcome", "positive_n_cases", "positive_n_controls", "positive_estimate",
-    "positive_ci_low", "positive_ci_high", "positive_p_value", "status",
+    "positive_outcome", "positive_n_cases", "positive_n_controls", "positive_events_cases",
+    "positive_events_controls", "positive_estimate", "positive_ci_low", "positive_ci_high",
+    "positive_p_value", "status",
 ]
 
 
@@ -470,7 +471,9 @@ def _analyse(pos_t: np.ndarray, pos_c: np.ndarray, spec: dict, alpha: float,
                    f"{prefix}_n_controls": n_controls, f"{prefix}_estimate": found[0],
                    f"{prefix}_ci_low": found[1], f"{prefix}_ci_high": found[2],
                    f"{prefix}_p_value": found[3]}
-        if prefix == "positive":
+        if prefix == "positive":  # the event counts: the disclosure control needs them
+            columns[f"{prefix}_events_cases"] = int(round(float(np.sum(x))))
+            columns[f"{prefix}_events_controls"] = int(round(float(np.sum(y))))
             arrays[okey] = columns
         out.update(columns)
     return out
@@ -692,7 +695,8 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
         level of a categorical one, binary terms as differences in proportions, the
         denominator from the unmatched sample: :func:`esi.balance.smd`); for the primary
         (``leg_pain_reduction``) and the positive outcome: the column name, the cases and
-        controls used, ``estimate`` (mean difference / risk difference, cases minus
+        controls used (for the positive outcome also ``positive_events_cases`` and
+        ``positive_events_controls``, how many of them had it), ``estimate`` (mean difference / risk difference, cases minus
         controls), ``ci_low``, ``ci_high`` and the two-sided ``p_value``; ``status`` (``"ok"``
         or why a specification has no result, e.g. matching failed). ``attrs`` holds
         ``seconds`` and ``workers``.
