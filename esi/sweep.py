@@ -408,7 +408,7 @@ def _index_page(table: pd.DataFrame, grid: str) -> str:
     body = []
     for _, r in table.iterrows():
         link = r.get("report") or ""
-        cells = [e(str(r[c])) for c in varied] + [
+        cells = [e("none" if _missing(r[c]) else str(r[c])) for c in varied] + [
             str(r["point"]),
             e(r["status"] if r["status"] == "ok" else f"error: {r['error']}"),
             "" if _missing(r["n_cases_matched"]) else
@@ -424,9 +424,9 @@ def _index_page(table: pd.DataFrame, grid: str) -> str:
 table is <a href="sweep.csv">sweep.csv</a>.</p>
 <p><img src="specification_curve.png" alt="Specification curve of the 4-week leg-pain
 difference across the sweep's points"></p>
-<table><thead><tr>{head}</tr></thead><tbody>
+<div class="esi-scroll"><table><thead><tr>{head}</tr></thead><tbody>
 {chr(10).join(body)}
-</tbody></table>"""
+</tbody></table></div>"""
     return pages.page(pages.page_title(f"Parameter sweep{': ' + grid if grid else ''}"),
                       content, body_class="esi-wide")
 
