@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import html
 import json
 import os
 import platform
@@ -51,6 +50,7 @@ from esi.io import (
     sha256_of,
 )
 from esi.outputs import OutputRefused, check_output_target, is_reports_index
+from esi.pages import finish_report, notebook_heading, reports_index_page, run_index_page
 from esi.params import (
     DEFAULTS,
     NOTEBOOK_EXTRA,
@@ -632,14 +632,31 @@ def _versions() -> dict[str, str]:
 
 
 def _render_html(notebook: Path, target: Path) -> None:
+    """Render an executed notebook to HTML without code, titled by its first heading, with a
+    table of contents and links to the run index and the previous/next report
+    (:func:`esi.pages.finish_report`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
+    nb = nbformat.read(notebook, as_version=4)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(nb)
+
+    def neighbour(i: int) -> tuple[str, str] | None:
+        if not 0 <= i < len(NOTEBOOKS):
+            return None
+        name = NOTEBOOKS[i]
+        heading = notebook_heading(NOTEBOOKS_DIR / f"{name}.ipynb") or name.replace("_", " ")
+        return f"{name}.html", heading
+
+    here = NOTEBOOKS.index(target.stem) if target.stem in NOTEBOOKS else None
+    page = finish_report(
+        body, notebook_heading(nb) or notebook.stem.replace("_", " "),
+        previous=None if here is None else neighbour(here - 1),
+        following=None if here is None else neighbour(here + 1))
     with atomic_write(target) as fh:
-        fh.write(body)
+        fh.write(page)
 
 
 def _ipc_kernel_manager() -> type:
@@ -937,88 +954,8 @@ def _display_path(p: Path) -> str:
         return str(p)
 
 
-_TITLE = ("Lumbar epidural steroid injections for lumbosacral radicular pain in patients with "
-          "near-normal imaging: a propensity-matched study")
-
-
-def _key_results(folder: Path, synthetic: bool = True) -> list[tuple[str, str]]:
-    """The key results of a run folder, read from its (already disclosed) result files; for
-    real data the matched counts taken from the pairs are shown by the disclosure rule too."""
-    from esi.disclosure import THRESHOLD, shown_count
-
-    threshold = None if synthetic else THRESHOLD
-    rows: list[tuple[str, str]] = []
-    def table(name: str, *columns: str) -> pd.DataFrame | None:
-        path = folder / name
-        if not path.exists():
-            return None
-        t = pd.read_csv(path)
-        return t if set(columns) <= set(t.columns) else None
-
-    def num(v: Any, fmt: str = ".2f") -> str:
-        try:
-            return format(float(v), fmt)
-        except (TypeError, ValueError):
-            return str(v)
-
-    mp = table("matched_pairs.csv", "treated", "control")
-    if mp is not None:
-        rows.append(("Matched cohort",
-                     f"{shown_count(mp['treated'].nunique(), threshold)} near-normal cases, "
-                     f"{shown_count(mp['control'].nunique(), threshold)} matched controls"))
-    b = table("balance.csv", "term", "smd_after")
-    if b is not None:
-        b = b[b["term"] != "distance"]
-        rows.append(("Largest |SMD| after matching", f"{b['smd_after'].abs().max():.3f}"))
-    o = table("outcomes.csv", "outcome", "kind", "timepoint_weeks", "p_value")
-    if o is not None:
-        for _, r in o.iterrows():
-            if r.get("kind") == "continuous" and r["outcome"] in ("leg_pain_reduction",
-                                                                  "odi_reduction"):
-                rows.append((f"{r['outcome']} at {r['timepoint_weeks']} weeks",
-                             f"{num(r['mean_cases'])} (SD {num(r['sd_cases'])}) vs. "
-                             f"{num(r['mean_controls'])} (SD {num(r['sd_controls'])}); "
-                             f"P = {num(r['p_value'], '.3f')}"))
-            if r.get("kind") == "binary" and r["outcome"] == "positive_outcome":
-                rows.append((f"positive outcome at {r['timepoint_weeks']} weeks",
-                             f"{num(r['percent_cases'])}% vs. {num(r['percent_controls'])}%; "
-                             f"P = {num(r['p_value'], '.3f')}"))
-    r = table("reproduction.csv", "match")
-    if r is not None:
-        rows.append(("Published figures reproduced",
-                     f"{int(r['match'].astype(str).eq('True').sum())} of {len(r)}"))
-    return rows
-
-
 def _write_index(folder: Path, params: dict[str, Any], provenance: dict[str, Any]) -> None:
-    e = html.escape
-    links = "".join(f'<li><a href="{n}.html">{e(n.replace("_", " "))}</a></li>'
-                    for n in NOTEBOOKS)
-    files = "".join(f'<li><a href="{f}">{f}</a></li>' for f in sorted(
-        p.name for p in folder.iterdir()
-        if p.suffix in (".csv", ".json") and not p.name.startswith(".")))
-    par = "".join(f"<tr><th>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>"
-                  for k, v in params.items())
-    res = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
-                  for k, v in _key_results(folder, provenance["synthetic"]))
-    data_note = ("synthetic registry (not patient data)" if provenance["synthetic"]
-                 else "real registry (aggregate results only)")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>ESI near-normal imaging: run report</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
-table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}
-</style></head><body>
-<h1>{e(_TITLE)}</h1>
-<p>Reproducible analysis of Cohen et al., Interventional Pain Medicine 2025;4(2):100574.
-Data: {e(provenance['data']['path'])}, {e(data_note)}, sha256 {e(str(provenance['data']['sha256_before']))}.
-Run finished {e(provenance['finished'])} in {provenance['wall_seconds']} s at commit
-{e(str(provenance['git']['commit'])[:12])}.</p>
-<h2>Reports</h2><ol>{links}</ol>
-<h2>Key results</h2><table>{res}</table>
-<h2>Parameters</h2><table>{par}</table>
-<h2>Result files</h2><ul>{files}</ul>
-</body></html>
-"""
+    page = run_index_page(folder, params, provenance, NOTEBOOKS)
     with atomic_write(folder / "index.html") as fh:
         fh.write(page)
 
@@ -1027,12 +964,7 @@ def write_reports_index(reports: Path = REPORTS_DIR) -> Path:
     """Write ``reports/index.html``: a link to every complete run folder under ``reports``."""
     runs = sorted(p.parent.name for p in reports.glob("*/index.html")
                   if not p.parent.name.startswith("."))
-    items = "".join(f'<li><a href="{html.escape(r)}/index.html">{html.escape(r)}</a></li>'
-                    for r in runs)
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>ESI '
-            f'compendium: runs</title></head><body><h1>{html.escape(_TITLE)}</h1>'
-            f"<p>Rendered runs of the compendium (each folder: one parameter set).</p>"
-            f"<ul>{items}</ul></body></html>\n")
+    page = reports_index_page(runs)
     target = reports / "index.html"
     if target.exists() and not is_reports_index(target):
         raise OutputRefused(target, "is a file esi did not write; esi lists the runs in "

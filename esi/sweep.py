@@ -43,6 +43,7 @@ from typing import Any
 
 import pandas as pd
 
+from esi import pages
 from esi.params import DEFAULTS, ParameterError, check_params, load_params, read_yaml
 from esi.text import printable, spreadsheet_safe
 
@@ -406,14 +407,17 @@ def _index_page(table: pd.DataFrame, grid: str) -> str:
         return (f"{num(r[f'{prefix}_estimate'], '.2f')} ({num(r[f'{prefix}_ci_low'], '.2f')} to "
                 f"{num(r[f'{prefix}_ci_high'], '.2f')}); P = {num(r[f'{prefix}_p_value'])}")
 
-    head = "".join(f"<th>{e(c)}</th>" for c in varied + [
-        "point", "status", "matched cases / controls", "max |SMD|",
-        "leg-pain reduction, 4 weeks: difference (95% CI)",
-        "positive outcome, 4 weeks: risk difference (95% CI)", "report"])
+    columns = varied + ["point", "status", "matched cases / controls", "max |SMD|",
+                        "leg-pain reduction, 4 weeks: difference (95% CI)",
+                        "positive outcome, 4 weeks: risk difference (95% CI)", "report"]
+    numeric = [False] * len(varied) + [True, False, True, True, True, True, False]
+    num_class = ' class="num"'
+    head = "".join(f'<th scope="col"{num_class if n else ""}>{e(c)}</th>'
+                   for c, n in zip(columns, numeric, strict=True))
     body = []
     for _, r in table.iterrows():
         link = r.get("report") or ""
-        cells = [e(str(r[c])) for c in varied] + [
+        cells = [e("none" if _missing(r[c]) else str(r[c])) for c in varied] + [
             str(r["point"]),
             e(r["status"] if r["status"] == "ok" else f"error: {r['error']}"),
             "" if _missing(r["n_cases_matched"]) else
@@ -422,21 +426,18 @@ def _index_page(table: pd.DataFrame, grid: str) -> str:
             e(num(r["max_abs_smd"])), e(effect(r, "leg_pain_reduction_4w")),
             e(effect(r, "positive_outcome_4w")),
             f'<a href="{e(link)}">report</a>' if link else ""]
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>ESI near-normal imaging: sweep</title>
-<style>body{{font-family:sans-serif;max-width:75em;margin:2em auto;line-height:1.4}}
-table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}
-</style></head><body>
-<h1>Parameter sweep{": " + e(grid) if grid else ""}</h1>
+        body.append("<tr>" + "".join(f'<td{num_class if n else ""}>{c}</td>'
+                                     for c, n in zip(cells, numeric, strict=True)) + "</tr>")
+    content = f"""<h1>Parameter sweep{": " + e(grid) if grid else ""}</h1>
 <p>One analysis per grid point (Cohen et al., Interventional Pain Medicine 2025); the tidy
 table is <a href="sweep.csv">sweep.csv</a>.</p>
 <p><img src="specification_curve.png" alt="Specification curve of the 4-week leg-pain
 difference across the sweep's points"></p>
-<table><tr>{head}</tr>
+<div class="esi-scroll"><table><thead><tr>{head}</tr></thead><tbody>
 {chr(10).join(body)}
-</table></body></html>
-"""
+</tbody></table></div>"""
+    return pages.page(pages.page_title(f"Parameter sweep{': ' + grid if grid else ''}"),
+                      content, body_class="esi-wide")
 
 
 def _missing(v: Any) -> bool:
