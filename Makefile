@@ -28,7 +28,7 @@ $(STAMP): requirements.lock pyproject.toml
 		--disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 \
 		| { grep -v -E "$(PIP_NOISE)" || true; }
 	@echo "esi set-up 4/4: the Jupyter kernel \"Python (esi)\""
-	@$(BIN)/python -m ipykernel install --sys-prefix --name esi --display-name "Python (esi)" >/dev/null
+	@$(BIN)/python -m esi.kernel
 	@mkdir -p $(MPLCONFIGDIR)
 	@touch $(STAMP)
 

@@ -13,9 +13,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from esi.processes import MAX_DEFAULT_WORKERS
+
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+#: The --workers default of esi run and esi sweep, in words (esi.processes.default_workers).
+_WORKERS_DEFAULT = f"the usable CPUs, at most {MAX_DEFAULT_WORKERS}"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -213,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up on a notebook after this long (default 600)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="notebooks executed at once, each in its own kernel (default 2, or 1 "
-                        "on a single core); the results do not depend on it")
+                   help="notebooks executed at once, each in its own kernel (default: "
+                        f"{_WORKERS_DEFAULT}, as esi sweep); the results do not depend on it")
 
     p = add("sweep", "run the analysis over a grid of parameters, in parallel",
             "One run per grid point (the Cartesian product of the grid's lists, or an explicit "
@@ -225,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
             "only at the end.",
             "esi sweep params/sweep_example.yaml --workers 2 --out reports/sweep", _cmd_sweep)
     p.add_argument("grid", metavar="GRID.yaml", help="grid file")
-    p.add_argument("--workers", type=int, default=None,
-                   help="parallel processes (default: the CPU count)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help=f"points run at once, each in its own process (default: "
+                        f"{_WORKERS_DEFAULT}, as esi run); the results do not depend on it")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="Dask distributed scheduler address, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--out", metavar="DIR", default=None,

@@ -281,8 +281,15 @@ def check_params(params: dict[str, Any], source: str = "parameters",
     """
     unknown = sorted(set(params) - set(DEFAULTS) - set(extra))
     if unknown:
-        raise ParameterError(f"{source}: unknown parameter(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(DEFAULTS)}")
+        import difflib
+
+        known = [*DEFAULTS, *extra]
+        named = []
+        for name in unknown:
+            close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.75)
+            named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ParameterError(f"{source}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(named)}; known: {', '.join(known)}")
     out = {**DEFAULTS, **params}
 
     def bad(name: str, rule: str) -> ParameterError:

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -78,6 +78,7 @@ __all__ = [
     "resolve_run_dir",
     "interactive_folder",
     "notebook_extra",
+    "notebook_parameters",
     "is_synthetic",
     "write_reports_index",
 ]
@@ -222,6 +223,36 @@ def is_synthetic(params: dict[str, Any]) -> bool:
     return generated
 
 
+#: Names IPython itself puts in a notebook's namespace (besides names starting with "_").
+_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+
+
+def _plain_data(value: Any) -> bool:
+    """Whether ``value`` is what a parameter can be: ``None``, a bool, number or string, or a
+    list, tuple or string-keyed dict of such values."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain_data(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_data(v) for k, v in value.items())
+    return False
+
+
+def notebook_parameters(notebook: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The names the ``parameters`` cell of ``notebook`` assigns, in order (what ``esi run``
+    passes it; papermill warns about any other name)."""
+    import ast
+
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell["metadata"].get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return tuple(t.id for node in tree.body if isinstance(node, ast.Assign)
+                         for t in node.targets if isinstance(t, ast.Name))
+    return ()
+
+
 def _key(parts: dict[str, Any]) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -261,6 +292,31 @@ class Analysis:
         self.suppress_below: int | None = None if self.synthetic else SMALL_CELL_THRESHOLD
         self.persist = persist
         self._memo: dict[str, Any] = {}
+
+    @classmethod
+    def from_notebook(cls, namespace: Mapping[str, Any]) -> Analysis:
+        """The analysis of a notebook, from its namespace (``Analysis.from_notebook(globals())``
+        in the cell after the ``parameters`` cell).
+
+        Every plain-data name of the namespace is taken as a parameter: ``None``, bools,
+        numbers, strings, and lists and dicts of them, not starting with ``_`` and not
+        IPython's own (``In``, ``Out``, ``exit``, ``quit``, ``get_ipython``); modules,
+        functions, classes and other objects are not. So whatever papermill injected
+        (``papermill nb.ipynb out.ipynb -p calliper 0.05``) is checked with the parameters
+        cell's names, and a misspelt name stops the notebook with the message of ``esi run``
+        (:func:`esi.params.check_params`) instead of running the defaults. A notebook
+        parameter beyond :data:`esi.params.DEFAULTS` (:data:`esi.params.NOTEBOOK_EXTRA`) whose
+        value is ``None`` means its default and is left out.
+
+        Raises
+        ------
+        esi.params.ParameterError
+            An unknown name or a value outside its rule.
+        """
+        params = {k: v for k, v in namespace.items()
+                  if not k.startswith("_") and k not in _IPYTHON_NAMES and _plain_data(v)
+                  and not (k in NOTEBOOK_EXTRA and v is None)}
+        return cls(params, extra=NOTEBOOK_EXTRA)
 
     @property
     def run_dir(self) -> Path:
@@ -749,7 +805,10 @@ def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
 def _run_one(name: str, src: Path, dst: Path, html_path: Path, parameters: dict[str, Any],
              kernel: str, timeout: float) -> tuple[str, float]:
     t = time.perf_counter()
-    _execute(src, dst, parameters, kernel, timeout)
+    # each notebook gets the run parameters its parameters cell declares: every one was
+    # checked before anything ran (run_cli, load_params), and papermill warns of no other
+    declared = notebook_parameters(src)
+    _execute(src, dst, {k: v for k, v in parameters.items() if k in declared}, kernel, timeout)
     _render_html(dst, html_path)
     return name, round(time.perf_counter() - t, 2)
 
@@ -758,7 +817,9 @@ def _run_notebooks(jobs: list[tuple[str, Path, Path, Path]], parameters: dict[st
                    kernel: str, timeout: float, workers: int | None,
                    log: Callable[[str], None]) -> dict[str, float]:
     """Execute and render the notebooks; return seconds per notebook (reading order)."""
-    workers = workers or min(2, os.cpu_count() or 1)
+    from esi.processes import default_workers
+
+    workers = workers or default_workers()
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, got {workers}")
     timings: dict[str, float] = {}
@@ -855,8 +916,8 @@ def run(params: dict[str, Any], out: Path, *, timeout: float = 600.0,
     log
         Receives one line per step.
     workers
-        Notebooks executed at once, each in its own process and kernel (default: 2, or 1 on
-        a single core). They start in reading order; a notebook that starts before the one
+        Notebooks executed at once, each in its own process and kernel (default:
+        :func:`esi.processes.default_workers`, 2, or 1 on a single core). They start in reading order; a notebook that starts before the one
         whose hand-over file it would read computes that stage itself (the result is the
         same: every stage is deterministic).
 

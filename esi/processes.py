@@ -37,7 +37,23 @@ from typing import Any
 __all__ = ["Interrupted", "interruptible", "deferred_signals", "exit_code", "pool_worker_init",
            "set_parent_death_signal", "kernel_preexec", "register_kernel", "unregister_kernel",
            "kill_kernels", "owner_record", "owner_is_gone", "process_identity", "OWNER_FILE",
-           "remove_stale_kernel_folders", "is_own_folder", "KERNEL_FOLDER_PREFIX"]
+           "remove_stale_kernel_folders", "is_own_folder", "KERNEL_FOLDER_PREFIX", "MAX_DEFAULT_WORKERS",
+           "default_workers"]
+
+#: The default number of worker processes of ``esi run`` and ``esi sweep`` is at most this
+#: (:func:`default_workers`): each worker holds a Jupyter kernel or an analysis in memory, and
+#: with two the sensitivity notebook runs beside the other four (esi.pipeline.START_FIRST).
+MAX_DEFAULT_WORKERS = 2
+
+
+def default_workers() -> int:
+    """The ``--workers`` default of ``esi run`` and ``esi sweep``: the CPUs this process may
+    use, at most :data:`MAX_DEFAULT_WORKERS` (so 2, or 1 on a single core)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cpus))
 
 #: The signals a command turns into :class:`Interrupted`.
 CATCHABLE: tuple[signal.Signals, ...] = tuple(

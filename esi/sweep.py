@@ -13,7 +13,8 @@ A grid file (YAML) holds any of:
 
 Each point runs :func:`summarise` (cohort, match and outcome comparisons through
 :class:`esi.pipeline.Analysis`, without notebooks or reports) in its own process: a local
-process pool (``--workers``, default the CPU count) or a Dask distributed cluster
+process pool (``--workers``, default :func:`esi.processes.default_workers`: 2, or 1 on a
+single core, as ``esi run``) or a Dask distributed cluster
 (``--scheduler ADDRESS``, through its ``concurrent.futures`` executor). A point that fails is
 reported in its row (``status = "error"`` and the message) and does not stop the others.
 ``sweep.csv`` is sorted by point and holds no timings, so the same grid gives the same bytes.
@@ -231,7 +232,9 @@ def _executor(workers: int | None, scheduler: str | None,
 
     # Each worker ends when this process ends, however it ends, and takes its kernels along.
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx,
+    from esi.processes import default_workers
+
+    return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=ctx,
                                initializer=pool_worker_init, initargs=(os.getpid(),)), None
 
 
@@ -248,7 +251,8 @@ def sweep(points: list[dict[str, Any]], full: list[dict[str, Any]], *,
     full
         Each point's complete checked parameters (what runs).
     workers
-        Local processes (default: the CPU count). Ignored with ``scheduler``.
+        Local processes (default: :func:`esi.processes.default_workers`, as ``esi run``).
+        Ignored with ``scheduler``.
     scheduler
         Address of a Dask distributed scheduler; the points then run on its workers.
     progress

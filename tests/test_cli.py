@@ -55,3 +55,27 @@ def test_esi_validate_with_a_mapping_reads_a_redcap_export(capsys):
     # without the mapping the user's own column names are not the schema's
     assert main(["validate", str(records)]) == 2
     assert "[missing-column]" in capsys.readouterr().out
+
+
+def test_run_and_sweep_share_one_workers_default(monkeypatch, capsys):
+    import esi.pipeline
+    import esi.sweep
+    from esi import processes
+
+    helps = {}
+    for name in ("run", "sweep"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        helps[name] = text.split("--workers N")[-1].split("(default: ")[1].split(",")[0]
+    assert helps["run"] == helps["sweep"] == "the usable CPUs"
+    monkeypatch.setattr(processes.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    assert processes.default_workers() == processes.MAX_DEFAULT_WORKERS == 2
+    monkeypatch.setattr(processes.os, "sched_getaffinity", lambda pid: {0})
+    assert processes.default_workers() == 1
+    # both commands take their default from this one function
+    import inspect
+
+    for module in (esi.pipeline, esi.sweep):
+        assert "default_workers()" in inspect.getsource(module)
+        assert "cpu_count" not in inspect.getsource(module)

@@ -9,7 +9,7 @@ import pytest
 
 from esi.params import DEFAULTS
 from esi.paths import NOTEBOOKS_DIR
-from esi.pipeline import NOTEBOOKS, notebook_extra
+from esi.pipeline import NOTEBOOKS, notebook_extra, notebook_parameters
 
 NAMES = list(NOTEBOOKS)
 
@@ -82,3 +82,29 @@ def test_every_notebook_runs_with_non_default_choices(tmp_path):
     text = "".join("".join(o.get("text", "")) for c in notebook["cells"]
                    for o in c.get("outputs", []))
     assert "use each case with its closest control: 14 pairs" in text
+
+
+def test_every_run_parameter_reaches_a_notebook():
+    # esi run passes each notebook only the names its parameters cell declares
+    # (esi.pipeline.notebook_parameters): a name no notebook declares would be dropped
+    declared = {n for name in NAMES
+                for n in notebook_parameters(NOTEBOOKS_DIR / f"{name}.ipynb")}
+    assert set(DEFAULTS) | set(notebook_extra()) <= declared
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_analysis_is_built_from_the_notebooks_parameters(name):
+    # one call, no list of names to keep in step with the parameters cell
+    cells = ["".join(c["source"]) for c in _cells(name)]
+    assert sum("Analysis.from_notebook(globals())" in c for c in cells) == 1
+    assert not any("Analysis(" in c.replace("Analysis.from_notebook(", "") for c in cells)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_cell_relies_on_a_semicolon_to_hide_its_value(name):
+    # nbval shows the value of a last expression even when it ends in ";" ("Unexpected output
+    # fields: text/plain" when a user replays the reference run): assign it instead
+    for cell in _cells(name):
+        lines = [ln for ln in "".join(cell["source"]).rstrip().splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
+        assert not (lines and lines[-1].rstrip().endswith(";")), lines[-1]

@@ -238,3 +238,68 @@ def test_one_to_one_pairs_keep_each_cases_closest_control(tmp_path):
     assert (pairs.set_index("treated")["distance_gap"] == closest.loc[pairs["treated"]]).all()
     kept = pairs[["treated", "control"]].apply(tuple, axis=1)
     assert set(kept) <= set(full[["treated", "control"]].apply(tuple, axis=1))
+
+
+def test_esi_run_passes_each_notebook_only_the_parameters_it_declares(tiny, monkeypatch):
+    # papermill warns "Passed unknown parameter" for any other name
+    tmp_path, nbdir, params, _ = tiny
+    seen = {}
+    real = pipeline._execute
+
+    def spy(src, dst, parameters, kernel, timeout):
+        seen[src.name] = dict(parameters)
+        real(src, dst, parameters, kernel, timeout)
+
+    monkeypatch.setattr(pipeline, "_execute", spy)
+    pipeline.run({**params, "power_n_sim": 10}, tmp_path / "run", timeout=120,
+                 log=lambda m: None, workers=1)
+    assert set(seen) == {"01_a.ipynb", "02_b.ipynb"}
+    for parameters in seen.values():
+        assert set(parameters) == {"caliper", "data_path"}
+        assert parameters["caliper"] == 0.3
+    assert pipeline.notebook_parameters(nbdir / "01_a.ipynb") == ("caliper", "data_path")
+
+
+def test_analysis_from_notebook_takes_the_parameters_of_the_namespace(tmp_path):
+    import types
+
+    from esi.params import DEFAULTS, ParameterError
+
+    data = write_registry(example_registry(), tmp_path / "registry.csv")
+    namespace = {**DEFAULTS, "data_path": str(data), "caliper": 0.3, "gamma_max": 2.0,
+                 "multiverse_ratio": None,  # a notebook parameter left at its default
+                 "In": ["", "x = 1"], "Out": {}, "_": 5, "__name__": "__main__",
+                 "exit": None, "quit": None, "get_ipython": lambda: None,
+                 "pd": types.ModuleType("pandas"), "Analysis": pipeline.Analysis,
+                 "audit": {"table": example_registry()}, "frame": example_registry()}
+    a = pipeline.Analysis.from_notebook(namespace)
+    assert a.params["caliper"] == 0.3 and a.params["gamma_max"] == 2.0
+    assert set(a.params) == set(DEFAULTS) | {"gamma_max"}
+    # a misspelt name papermill injected stops the notebook, as esi run would
+    with pytest.raises(ParameterError, match=r"unknown parameter 'calliper' \(did you mean "
+                                             r"'caliper'\?\)"):
+        pipeline.Analysis.from_notebook({**namespace, "calliper": 0.05})
+    with pytest.raises(ParameterError, match="'extra_list'"):
+        pipeline.Analysis.from_notebook({**namespace, "extra_list": [1, "a", {"b": None}]})
+    with pytest.raises(ParameterError, match="parameter 'caliper' = -1"):
+        pipeline.Analysis.from_notebook({**namespace, "caliper": -1})
+
+
+@pytest.mark.slow
+def test_papermill_stops_a_notebook_on_a_misspelt_parameter(tmp_path):
+    import subprocess
+    import sys
+
+    from esi.paths import NOTEBOOKS_DIR
+
+    env = {**os.environ, "ESI_RUN_DIR": str(tmp_path / "run")}
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS_DIR / "02_matching.ipynb"),
+           str(tmp_path / "out.ipynb"), "-p", "calliper", "0.05", "-k",
+           pipeline._kernel_name()]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0
+    assert "ParameterError: notebook parameters: unknown parameter 'calliper' (did you mean " \
+           "'caliper'?)" in done.stderr
+    assert "without encryption" not in done.stderr  # esi.kernel.EncryptedProvisioner
+    assert not (tmp_path / "run" / "matched_pairs.csv").exists()

@@ -812,7 +812,9 @@ def multiverse(registry: pd.DataFrame, specs: pd.DataFrame | None = None, *,
 def multiverse_from_params(eligible: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     """Run the multiverse that the run parameters describe (see :func:`run_multiverse` for
     the ``multiverse_*`` names) on an eligible cohort (:attr:`esi.cohort.Cohort.eligible`)."""
-    merged = {**DEFAULTS, **params}
+    # a multiverse_* name that is absent or None (a notebook's parameters cell) means its default
+    merged = {**DEFAULTS, **{k: v for k, v in params.items()
+                             if not (k.startswith("multiverse_") and v is None)}}
     sets = merged.get("multiverse_covariate_sets") or DEFAULT_COVARIATE_SETS
     dims = {k: merged[f"multiverse_{k}"] for k in DEFAULT_GRID if f"multiverse_{k}" in merged}
     specs = specification_grid(sets, **dims)
